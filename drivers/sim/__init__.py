@@ -1,0 +1,1 @@
+"""Emulators of every device at its real protocol, for tests and the demo."""
