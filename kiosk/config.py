@@ -222,11 +222,11 @@ class KioskSection:
                              pattern=r"[a-z0-9][a-z0-9-]{2,40}")
     city_name: str = setting(doc="City name printed on receipts.")
     location: str = setting(doc="Where the kiosk stands, printed on receipts and shown on the fleet page.")
+    inquiry_phone: str = setting(doc="Phone number for questions, printed on receipts and error screens.")
     data_dir: str = setting("/var/lib/madoguchi", doc="Journal, keys and state; must survive reboots.")
     languages: tuple[str, ...] = setting(("ja", "en", "zh", "ko", "vi", "pt"),
                                          doc="Languages offered on screen, first is the default.",
                                          pattern=LANGUAGE)
-    inquiry_phone: str = setting(doc="Phone number for questions, printed on receipts and error screens.")
     technician_credential_hash: str = setting(
         "", doc="scrypt hash of the technician-mode credential (`kioskctl technician-password`); "
                 "empty disables technician mode on screen.")

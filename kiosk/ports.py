@@ -195,11 +195,18 @@ class PaymentProvider(Protocol):
 
 @runtime_checkable
 class MoneyLedger(Protocol):
-    """Where payment drivers record each physical movement of money the moment it happens."""
+    """Where payment drivers record each physical movement of money the moment it happens.
 
-    def money_in(self, key: str, amount: int, source: str) -> None: ...
+    ``key`` is the payment's idempotency key. ``ref`` names this one movement uniquely and stably
+    (e.g. "<key>:coin:<event counter>", a capture id, a refund key): the ledger ignores a ref it has
+    already recorded, so a driver that is unsure whether a report reached the journal (a crash, a
+    replayed refund) simply reports again. ``reason`` for money_out: "change", "refund" or
+    "cancel_return".
+    """
 
-    def money_out(self, key: str, amount: int, reason: str) -> None: ...
+    def money_in(self, key: str, amount: int, source: str, ref: str = "") -> None: ...
+
+    def money_out(self, key: str, amount: int, reason: str, ref: str = "") -> None: ...
 
     def alarm(self, key: str, code: int, detail: str, amount_at_risk: int = 0) -> None: ...
 
