@@ -714,7 +714,9 @@ class Engine:
             self.journal.mark_document(txn.txn_id, doc.document_id, True, {})
             txn.documents_printed += 1
             self._emit_view()
-        return State.REFUNDING if txn.error is not None else State.RECEIPT
+        if txn.error is not None or self.journal.transaction(txn.txn_id).unmatched_yen > 0:
+            return State.REFUNDING  # a failed print, or change the hopper could not pay
+        return State.RECEIPT
 
     def _exit_printing(self) -> None:
         if self.txn is not None:

@@ -290,7 +290,9 @@ def test_hopper_empty_for_change_gives_a_voucher(rig: Rig) -> None:
     key = rig.to_paying("cash")
     finish_cash(rig, key, [500])
     txn = rig.journal.transactions()[0]
+    assert rig.state == "DONE" and rig.view.voucher_yen == 100
     assert (txn.change_paid, txn.voucher, txn.outcome) == (100, 100, "voucher")
+    assert not any(e.kind == "failsafe" for e in rig.journal.events())
     rig.balanced()
 
 

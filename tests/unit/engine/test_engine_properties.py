@@ -231,6 +231,12 @@ class KioskMachine(RuleBasedStateMachine):
         assert not any(self.rig.world.data["card_present_at_payment_start"])
 
     @invariant()
+    def no_unexpected_errors(self) -> None:
+        """The fakes raise only typed errors; FAILSAFE would mean the engine mishandled one."""
+        assert not [e for e in self.rig.journal.events(after_seq=self.rig.journal.last_seq() - 5)
+                    if e.kind == "failsafe"]
+
+    @invariant()
     def documents_only_for_paid_transactions(self) -> None:
         assert self.rig.world.fees_in_tray() <= self.rig.world.money_in()
 
