@@ -1,0 +1,1 @@
+"""Payment drivers: cash over ccTalk (cctalk/ + cash.py) and cashless QR over HTTP (qr/)."""
