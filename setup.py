@@ -22,6 +22,7 @@ CITYHALL = [
     "jinja2>=3.1,<4",
     "python-multipart>=0.0.9,<1",
     "pypdf>=5,<8",
+    "pyzbar>=0.1.9,<0.2",  # reads the QR inside a certificate PDF (Debian libzbar0)
 ]
 TEST = [
     "pytest>=8,<10",
