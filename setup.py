@@ -57,7 +57,7 @@ setup(
     entry_points={
         "console_scripts": [
             "kiosk=kiosk.cli:kiosk_main",
-            "kioskctl=kiosk.cli:kioskctl_main",
+            "kioskctl=kiosk.kioskctl:main",
             "cityhall=cityhall.cli:main",
             "kiosk-sim=drivers.sim.cli:main",
         ],

@@ -44,12 +44,17 @@ def drivers_for(role: str) -> list[str]:
     return sorted(name for r, name in _drivers if r == role)
 
 
-def build(role: str, section: DeviceSection, source: str, context: Any = None) -> Any:
-    """Validate the section's options against the driver's dataclass and build the driver."""
+def check(role: str, section: DeviceSection, source: str) -> tuple[DriverEntry, Any]:
+    """Validate the section's options against the driver's dataclass; return the entry and options."""
     entry = _drivers.get((role, section.driver))
     if entry is None:
         known = ", ".join(drivers_for(role)) or "none registered"
         raise ConfigError(f"{source}: key '{role}.driver': expected one of ({known}), found {section.driver!r}",
                           file=source, key=f"{role}.driver")
-    options = load_dataclass(entry.options_cls, dict(section.options), source, prefix=role)
+    return entry, load_dataclass(entry.options_cls, dict(section.options), source, prefix=role)
+
+
+def build(role: str, section: DeviceSection, source: str, context: Any = None) -> Any:
+    """Validate the section's options and build the driver."""
+    entry, options = check(role, section, source)
     return entry.factory(options, context)
