@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from kiosk.errors import KioskError
+from kiosk.errors import KioskError, PaymentProviderUnreachable
 from kiosk.journal import Journal, TransactionRow
 from kiosk.ports import DocumentPrinter, PaymentProvider, PaymentState, PrintOutcome
 
@@ -112,6 +112,11 @@ class Settlement:
             try:
                 result = provider.refund(txn.payment_key, refund_key, amount)
                 log.info("refund %s of %s: %d yen back, %d unpaid", refund_key, txn_id, result.refunded, result.unpaid)
+            except PaymentProviderUnreachable as exc:
+                # The refund may or may not have happened: ask again later with the same key rather
+                # than hand out a voucher that could pay the resident twice.
+                raise StillInDoubt(f"refund {refund_key} of {txn_id}: no answer from the provider ({exc}); "
+                                   "asked again with the same key until it answers") from exc
             except KioskError as exc:
                 error_code = exc.code
                 log.warning("refund %s of %s failed: %s; a voucher will be issued", refund_key, txn_id, exc)

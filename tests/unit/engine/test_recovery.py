@@ -181,3 +181,30 @@ def test_corrupt_journal_at_start_goes_out_of_service(tmp_path: Path) -> None:
     after = restart(rig)
     assert after.state == "OUT_OF_SERVICE" and after.view.out_of_service_reason == "journal"
     assert after.view.error.code == 601
+
+
+def test_a_refund_without_an_answer_is_asked_again_never_vouchered(rig: Rig) -> None:
+    from kiosk import errors
+    key = rig.to_paying("qr")
+    rig.world.set_fault("issue_fails")
+    original = rig.qr.refund
+    calls = []
+
+    def silent(*args: object) -> object:
+        calls.append(args)
+        if len(calls) <= 2:  # no answer in REFUNDING, nor when FAILSAFE asks again
+            raise errors.PaymentProviderUnreachable("read timeout")
+        return original(*args)  # type: ignore[arg-type]
+
+    rig.qr.refund = silent  # type: ignore[method-assign]
+    rig.qr.approve(key)
+    rig.tick()
+    assert rig.state == "OUT_OF_SERVICE"
+    txn = rig.journal.transactions()[0]
+    assert not txn.closed and txn.voucher == 0
+    rig.tick(11)
+    assert rig.state == "IDLE"
+    txn = rig.journal.transactions()[0]
+    assert (txn.outcome, txn.refunded, txn.voucher) == ("refunded", 300, 0)
+    assert len(calls) == 3 and len({c[1] for c in calls}) == 1  # the same refund key every time
+    rig.balanced()
