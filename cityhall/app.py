@@ -99,7 +99,7 @@ class AuthenticatedRequest:
 
 
 async def limited_body(request: Request) -> bytes:
-    limit: int = request.app.state.max_body_bytes
+    limit: int = request.app.state.body_limits.get(request.url.path, request.app.state.max_body_bytes)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}", limit=limit)
@@ -158,6 +158,7 @@ def create_app(service: IssuanceService, devices: DeviceStore) -> FastAPI:
     app.state.clock = service.clock
     app.state.max_body_bytes = service.config.service.max_body_bytes
     app.state.max_skew = float(service.config.service.max_clock_skew_seconds)
+    app.state.body_limits = {}  # path → byte limit where it differs from max_body_bytes (journal batches)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -264,6 +265,11 @@ def create_app(service: IssuanceService, devices: DeviceStore) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    from cityhall import dashboard, ingest  # they import this module's authentication
+
+    ingest.install(app)
+    dashboard.install(app)
     return app
 
 

@@ -8,6 +8,8 @@
     cityhall verify FILE.pdf                     is this certificate genuine? (exit 0 yes, 1 no)
     cityhall lookup ISSUANCE_NUMBER              the stored issuance record (no resident data)
     cityhall signing-key                         print the document-signing public key (PEM)
+    cityhall staff add NAME [--password-stdin]   a dashboard login (asks for the password)
+    cityhall staff list | disable NAME
 
 Every command takes --config FILE (else $CITYHALL_CONFIG, else config/cityhall.toml).
 """
@@ -47,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     lookup = sub.add_parser("lookup", help="show a stored issuance record")
     lookup.add_argument("issuance_number")
     sub.add_parser("signing-key", help="print the document-signing public key")
+    staff = sub.add_parser("staff", help="dashboard staff accounts")
+    ssub = staff.add_subparsers(dest="staff_command", required=True)
+    staff_add = ssub.add_parser("add", help="create a staff login for the dashboard")
+    staff_add.add_argument("username")
+    staff_add.add_argument("--display-name", default="")
+    staff_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    ssub.add_parser("list", help="list staff logins")
+    staff_disable = ssub.add_parser("disable", help="disable a staff login and end its sessions")
+    staff_disable.add_argument("username")
     return parser
 
 
@@ -101,6 +112,8 @@ def _run(args: argparse.Namespace, config) -> int:  # noqa: ANN001
         finally:
             db.close()
         return 0
+    if args.command == "staff":
+        return _staff(args, config, now)
     runtime = build_runtime(config)
     try:
         if args.command == "verify":
@@ -130,6 +143,41 @@ def _run(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     finally:
         runtime.close()
     return 2
+
+
+def _staff(args: argparse.Namespace, config, now: datetime) -> int:  # noqa: ANN001
+    import getpass
+
+    from cityhall.dashboard.auth import StaffError, StaffStore
+    from cityhall.runtime import open_database
+
+    db = open_database(config)
+    db.migrate()
+    store = StaffStore(db)
+    try:
+        if args.staff_command == "add":
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"password for {args.username}: ")
+                if getpass.getpass("again: ") != password:
+                    print("cityhall: the two passwords differ", file=sys.stderr)
+                    return 2
+            store.add(args.username, password, now, args.display_name)
+            print(f"staff user {args.username} can now log in to /dashboard/")
+        elif args.staff_command == "list":
+            for row in store.list():
+                print(f"{row['username']}\t{row['display_name']}\t{row['created_at']}\t"
+                      f"{'disabled ' + row['disabled_at'] if row['disabled_at'] else 'active'}")
+        else:
+            store.disable(args.username, now)
+            print(f"staff user {args.username} is disabled")
+    except StaffError as exc:
+        print(f"cityhall: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    return 0
 
 
 def _serve(args: argparse.Namespace, config) -> int:  # noqa: ANN001

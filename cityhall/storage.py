@@ -103,6 +103,52 @@ MIGRATIONS: tuple[Migration, ...] = (
                UNIQUE (device_id, transaction_id, position),
                FOREIGN KEY (device_id, transaction_id) REFERENCES issuance_requests (device_id, transaction_id))""",
     )),
+    Migration(2, "journal ingest, security alerts, staff accounts", (
+        # One row per kiosk journal event, exactly as the kiosk hashed it; (device_id, seq) is the
+        # permanent dedupe key (a re-sent event is never stored twice, however late it comes).
+        """CREATE TABLE journal_events (
+               device_id   TEXT NOT NULL REFERENCES devices (device_id),
+               seq         BIGINT NOT NULL,
+               txn_id      TEXT,
+               kind        TEXT NOT NULL,
+               at          TEXT NOT NULL,
+               body        TEXT NOT NULL,
+               prev_hash   TEXT NOT NULL,
+               hash        TEXT NOT NULL,
+               received_at TEXT NOT NULL,
+               PRIMARY KEY (device_id, seq))""",
+        "CREATE INDEX journal_events_txn ON journal_events (txn_id)",
+        "CREATE INDEX journal_events_at ON journal_events (device_id, at)",
+        """CREATE TABLE journal_heads (
+               device_id        TEXT PRIMARY KEY REFERENCES devices (device_id),
+               last_seq         BIGINT NOT NULL,
+               head_hash        TEXT NOT NULL,
+               updated_at       TEXT NOT NULL,
+               last_seen_at     TEXT NOT NULL,
+               backlog          BIGINT NOT NULL DEFAULT 0,
+               oldest_unsent_at TEXT,
+               software_version TEXT NOT NULL DEFAULT '')""",
+        """CREATE TABLE security_alerts (
+               alert_id   TEXT PRIMARY KEY,
+               device_id  TEXT NOT NULL,
+               kind       TEXT NOT NULL,
+               seq        BIGINT,
+               detail     TEXT NOT NULL,
+               created_at TEXT NOT NULL)""",
+        "CREATE INDEX security_alerts_created ON security_alerts (created_at)",
+        """CREATE TABLE staff_users (
+               username      TEXT PRIMARY KEY,
+               password_hash TEXT NOT NULL,
+               display_name  TEXT NOT NULL DEFAULT '',
+               created_at    TEXT NOT NULL,
+               disabled_at   TEXT)""",
+        """CREATE TABLE staff_sessions (
+               token_hash TEXT PRIMARY KEY,
+               username   TEXT NOT NULL REFERENCES staff_users (username),
+               csrf_token TEXT NOT NULL,
+               created_at TEXT NOT NULL,
+               expires_at TEXT NOT NULL)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
