@@ -456,7 +456,7 @@ class CashPayment:
         if not self._ready:
             refunded = 0
         else:
-            refunded = self._pay_out(key, amount, f"refund {refund_key}")
+            refunded = self._pay_out(key, amount, "refund")
         unpaid = amount - refunded
         if unpaid:
             self.ledger.alarm(key, RefundFailed.code, f"refund {refund_key}: {unpaid} of {amount} yen could not "
@@ -633,7 +633,7 @@ class CashPayment:
             # Inhibited devices should not credit, but a coin already in flight can: give it back.
             key = payment.key if payment is not None else IDLE_KEY
             self.ledger.money_in(key, value, f"{source} (after the payment closed)")
-            paid = self._pay_out(key, value, "returned: inserted after the payment closed")
+            paid = self._pay_out(key, value, "cancel_return")  # inserted after the payment closed
             if payment is not None:
                 with self._lock:
                     payment.returned += paid
@@ -696,7 +696,7 @@ class CashPayment:
         self._inhibit_all_quietly()
         self._return_escrow(payment)
         owed = payment.amount_in - payment.returned
-        paid = self._pay_out(payment.key, owed, f"returned: {why}",
+        paid = self._pay_out(payment.key, owed, "cancel_return",
                              on_paid=lambda yen: self._add(payment, "returned", yen)) if owed else 0
         unpaid = owed - paid
         if unpaid:
@@ -775,7 +775,9 @@ class CashPayment:
     # --- money out -------------------------------------------------------------------------------------
 
     def _pay_out(self, key: str, amount: int, reason: str, on_paid: Callable[[int], None] | None = None) -> int:
-        """Pay ``amount`` yen from the hoppers, largest coins first; return the yen actually paid."""
+        """Pay ``amount`` yen from the hoppers, largest coins first; return the yen actually paid.
+
+        ``reason`` is the ledger's: "change", "refund" or "cancel_return"."""
         remaining = amount
         for slot in sorted(self._hoppers, key=lambda s: -s.device.coin_yen):
             coin = slot.device.coin_yen

@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 
 from drivers.sim.cctalk import SimBus
+from kiosk.journal.store import MONEY_OUT_REASONS
 
 UNPAID_CODES = (304, 309)  # HopperEmpty, RefundFailed: yen owed to the resident (→ voucher)
 
@@ -19,17 +20,19 @@ class LedgerRow:
 
 
 class RecordingLedger:
-    """kiosk.ports.MoneyLedger that keeps every record in memory, in order."""
+    """kiosk.ports.MoneyLedger that keeps every record in memory, in order, and refuses what the
+    kiosk's journal would refuse (an unknown money-out reason)."""
 
     def __init__(self) -> None:
         self.rows: list[LedgerRow] = []
 
-    def money_in(self, key: str, amount: int, source: str) -> None:
+    def money_in(self, key: str, amount: int, source: str, ref: str = "") -> None:
         assert isinstance(amount, int) and amount > 0, amount
         self.rows.append(LedgerRow("in", key, amount, source))
 
-    def money_out(self, key: str, amount: int, reason: str) -> None:
+    def money_out(self, key: str, amount: int, reason: str, ref: str = "") -> None:
         assert isinstance(amount, int) and amount > 0, amount
+        assert reason in MONEY_OUT_REASONS, f"the journal refuses money-out reason {reason!r}"
         self.rows.append(LedgerRow("out", key, amount, reason))
 
     def alarm(self, key: str, code: int, detail: str, amount_at_risk: int = 0) -> None:
