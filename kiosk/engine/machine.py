@@ -293,9 +293,9 @@ class Engine:
                 self.journal.append("kiosk.state", {"from": previous.value, "to": target.value,
                                                     "reason": self.out_of_service_reason,
                                                     "error_code": getattr(self.last_error, "code", 0)})
+            self._emit_view()  # before the state's work, so "reading your card…" is on screen while it runs
             enter_hook = self.ENTER_HOOKS.get(target)
             target = getattr(self, enter_hook)() if enter_hook else None
-            self._emit_view()
 
     def _check_timeout(self) -> None:
         key = TIMEOUT_KEYS[self.state]

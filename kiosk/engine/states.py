@@ -23,9 +23,10 @@ class State(enum.Enum):
     FAILSAFE = "FAILSAFE"
 
 
-#: States in which the kiosk waits for the resident; they get the "are you still there?" warning.
+#: States in which the kiosk waits for the resident to act; they get the "are you still there?"
+#: warning. DONE and ERROR only show a result until their timeout, so they get none.
 WAITING_FOR_RESIDENT = frozenset({State.PIN_ENTRY, State.REMOVE_CARD, State.CHOOSING, State.CONFIRMING,
-                                  State.PAYING, State.DONE, State.ERROR})
+                                  State.PAYING})
 
 #: States after which money may be held: everything from the payment intent on.
 MONEY_STATES = frozenset({State.PAYING, State.ISSUING, State.PRINTING, State.RECEIPT, State.REFUNDING})

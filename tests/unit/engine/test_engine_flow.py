@@ -479,3 +479,19 @@ def test_pin_never_reaches_the_journal_or_a_repr(rig: Rig) -> None:
     assert "9517" not in repr(ev.EnterPin("9517", 1))
     for e in rig.journal.events():
         assert "9517" not in str(e.body) and "4821" not in str(e.body)
+
+
+def test_each_working_state_is_on_screen_while_its_work_runs(rig: Rig) -> None:
+    rig.to_paying("cash", (OrderLine("juminhyo", 1, 300),))
+    rig.cash.insert(rig.journal.transaction(rig.view.txn_id).payment_key, 300)
+    rig.tick()
+    shown = [v.state for v in rig.views]
+    for state in ("CARD_READING", "AUTHENTICATING", "ISSUING", "PRINTING", "RECEIPT", "DONE"):
+        assert state in shown
+    assert shown.index("CARD_READING") < shown.index("PIN_ENTRY") < shown.index("AUTHENTICATING")
+
+
+def test_result_screens_get_no_inactivity_warning(rig: Rig) -> None:
+    key = rig.to_paying("cash")
+    finish_cash(rig, key, [300])
+    assert rig.state == "DONE" and rig.view.warning_seconds_left is None
