@@ -32,7 +32,11 @@ def kiosk_main(argv: list[str] | None = None) -> int:
         p.add_argument("args", nargs=argparse.REMAINDER)
     check = sub.add_parser("check-config", help="validate a config file and every driver section")
     check.add_argument("--config")
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words and words[0] in COMMANDS:  # argparse's REMAINDER would drop leading options ("demo --config X")
+        args = argparse.Namespace(command=words[0], args=words[1:])
+    else:
+        args = parser.parse_args(words)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "check-config":
