@@ -335,6 +335,24 @@ class OperationsError(KioskError):
     message_key = "operations_error"
 
 
+class BundleRejected(OperationsError):
+    """The update bundle was refused (bad signature, damaged, or not made for this kiosk); nothing was changed."""
+    code = 801
+    message_key = "operations_error"
+
+
+class UpdateBlocked(OperationsError):
+    """The update cannot proceed now (a transaction is in progress, or another update runs)."""
+    code = 802
+    message_key = "operations_error"
+
+
+class UpdateFailed(OperationsError):
+    """The new release failed its health check; the previous release was put back."""
+    code = 803
+    message_key = "operations_error"
+
+
 def all_error_classes() -> list[type[KioskError]]:
     seen: list[type[KioskError]] = []
     stack: list[type[KioskError]] = [KioskError]
