@@ -468,7 +468,10 @@ def sync_available() -> bool:
 
 
 def ui_available() -> bool:
-    return importlib.util.find_spec("screens.app") is not None
+    try:
+        return importlib.util.find_spec("screens.app") is not None
+    except ModuleNotFoundError:  # an install made before screens/ existed: see scripts/bootstrap
+        return False
 
 
 def main(argv: list[str]) -> int:

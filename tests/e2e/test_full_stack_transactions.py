@@ -127,7 +127,9 @@ def test_a_cash_transaction_through_every_real_stack(kiosk: dict[str, Any], conf
     done = run_one(kiosk, configs, card_id, "cash")
     report = done["report"]
 
-    assert report.states[:3] == ["IDLE", "CARD_READING", "PIN_ENTRY"] and report.states[-2:] == ["DONE", "IDLE"]
+    states = report.states
+    assert states.index("CARD_READING") < states.index("PIN_ENTRY") < states.index("AUTHENTICATING")
+    assert states[-2:] == ["DONE", "IDLE"]
     assert len(done["docs"]) == report.documents == 1
     check_certificate_is_the_residents(configs, done["docs"][0], card_id, stranger)
     assert len(done["receipts"]) == 1 and done["receipts"][0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

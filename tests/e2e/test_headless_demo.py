@@ -50,22 +50,15 @@ def test_the_headless_demo_runs_a_transaction_and_stops_everything(demo_configs:
         assert (demo_configs.output / pdfs[0]).read_bytes().startswith(b"%PDF")
         assert "cityhall verify: GENUINE" in done.stdout, done.stdout
         assert "→ done →" in done.stdout.lower() and "stopped by its pid" in done.stdout
-        if (REPO / "kiosk" / "compose" / "sync.py").exists():  # the uploader ran and city hall holds the journal
-            assert "events uploaded to city hall and acknowledged" in done.stdout, done.stdout
+        assert "events uploaded to city hall and acknowledged" in done.stdout, done.stdout  # the uploader ran
         assert processes_running_under(demo_configs.root) == [], f"left running after the {attempt} run"
         shots = [n for n in outputs if n.startswith("screen-") and n.endswith(".png")]
-        if ui_importable():
-            seen = [re.sub(r"^screen-\d+-|\.png$", "", n) for n in shots]
-            assert set(RESIDENT_SCREENS) <= set(seen), f"screens without a screenshot: {set(RESIDENT_SCREENS) - set(seen)}"
-            assert all((demo_configs.output / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in shots)
+        seen = [re.sub(r"^screen-\d+-|\.png$", "", n) for n in shots]  # the UI was driven by touch
+        assert set(RESIDENT_SCREENS) <= set(seen), f"screens without a screenshot: {set(RESIDENT_SCREENS) - set(seen)}"
+        assert all((demo_configs.output / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in shots)
 
 
 #: What a resident paying cash meets, in order (screens/routing.py SCREENS).
 RESIDENT_SCREENS = ("idle", "place_card", "pin", "remove_card", "menu", "copies", "fee", "payment_method", "cash",
                     "printing", "done", "thanks")
 
-
-def ui_importable() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("screens.app") is not None and importlib.util.find_spec("kivy") is not None
