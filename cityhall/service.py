@@ -129,7 +129,7 @@ class IssuanceService:
         if resident is None:
             raise ApiError(403, "card_refused", "no resident is registered for this card", reason="unknown_card")
         if resident["status"] != "active":
-            raise ApiError(403, "card_refused", f"the resident's record does not allow kiosk issuance",
+            raise ApiError(403, "card_refused", "the resident's record does not allow kiosk issuance",
                            reason=resident["status"])
         return resident
 

@@ -315,7 +315,7 @@ class KioskConfig:
     def __config_check__(self) -> tuple[str, str, str] | None:
         for method in self.payment.methods:
             if getattr(self, method) is None:
-                return (f"payment.methods", f"a [{method}] section for method '{method}'", "none")
+                return ("payment.methods", f"a [{method}] section for method '{method}'", "none")
         return None
 
     @property

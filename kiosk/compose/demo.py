@@ -315,7 +315,6 @@ def touch_transaction(config: KioskConfig, engine: Any, runner: EngineRunner, ha
     xdotool when there is an X display), the card and the coins through the emulators. A screenshot of
     every screen the resident meets goes to ``shots`` (screen-NN-<name>.png)."""
     from screens.app import app_for
-    from screens.driver import AppDriver
 
     app = app_for(engine, config, demo_controls=PanelControls(hands))
     show = app.post_view
@@ -328,7 +327,6 @@ def touch_transaction(config: KioskConfig, engine: Any, runner: EngineRunner, ha
     camera = _Camera(shots)
     driver = _ShootingDriver(app, camera)
     report = TransactionReport(method, card_id)
-    start = runner.mark()
     runner.start(engine)
     driver.start()
     try:

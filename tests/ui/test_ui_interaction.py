@@ -56,7 +56,7 @@ def test_language_can_be_switched_in_the_middle_of_a_transaction(ui_session: UiS
 
 
 def test_large_text_and_high_contrast(ui_session: UiSession, kiosk: Kiosk) -> None:
-    ui, d, app = ui_session, ui_session.driver, ui_session.app
+    d, app = ui_session.driver, ui_session.app
     start = app.find("idle.start")
     normal = start.font_size
     d.tap("header.large_text")
@@ -81,7 +81,7 @@ def test_outside_service_hours_the_idle_screen_says_when_service_resumes(ui_sess
 
 
 def test_technician_mode_needs_its_credential(ui_session: UiSession, kiosk: Kiosk) -> None:
-    ui, d, app = ui_session, ui_session.driver, ui_session.app
+    d, app = ui_session.driver, ui_session.app
     k = kiosk
     app.tech = TechnicianAccess(k.engine, Devices(k.card, k.engine.ports.cityhall, {"cash": k.cash, "qr": k.qr},
                                                   k.engine.ports.document_printer, k.engine.ports.receipt_printer))

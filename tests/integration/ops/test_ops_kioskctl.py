@@ -156,7 +156,7 @@ def test_sync_now_drains_the_backlog(rig: Rig, capsys: pytest.CaptureFixture[str
     if as_json:
         assert out["synced"] and out["acked_seq"] >= last and out["backlog"] == 0
     else:
-        assert f"up to #" in out and "backlog 0" in out
+        assert "up to #" in out and "backlog 0" in out
     rc, status = rig.ctl(capsys, "status", as_json=True)
     assert status["sync"]["backlog"] == 0 and status["sync"]["last_success_at"]
 
