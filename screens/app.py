@@ -70,17 +70,28 @@ def register_fonts() -> None:
 
 
 def load_kv() -> None:
-    """Load every .kv once per process (Kivy keeps rules for the life of the process)."""
+    """Load the shared rules, the overlays and the root once per process (Kivy keeps rules for the
+    life of the process); each screen's own rules are loaded when that screen is first built."""
     global _kv_loaded
     if _kv_loaded:
         return
-    import importlib
     Builder.load_file(str(HERE / "widgets.kv"))
-    for module, _cls in list(SCREEN_CLASSES.values()) + [(o, "") for o in OVERLAYS]:
-        importlib.import_module(f"screens.{module}")
-        Builder.load_file(str(HERE / f"{module}.kv"))
+    for module in OVERLAYS:
+        load_module_kv(module)
     Builder.load_file(str(HERE / "app.kv"))
     _kv_loaded = True
+
+
+_modules_loaded: set[str] = set()
+
+
+def load_module_kv(module: str) -> None:
+    if module in _modules_loaded:
+        return
+    import importlib
+    importlib.import_module(f"screens.{module}")
+    Builder.load_file(str(HERE / f"{module}.kv"))
+    _modules_loaded.add(module)
 
 
 class KioskRoot(FloatLayout):
@@ -95,7 +106,8 @@ class _Screens(dict):  # type: ignore[type-arg]
         self.manager = manager
 
     def __missing__(self, name: str) -> Any:
-        _module, cls = SCREEN_CLASSES[name]
+        module, cls = SCREEN_CLASSES[name]
+        load_module_kv(module)
         screen = getattr(Factory, cls)(name=name)
         self[name] = screen
         self.manager.add_widget(screen)

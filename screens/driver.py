@@ -25,7 +25,6 @@ from typing import Any, Callable
 
 from kivy.base import EventLoop, runTouchApp
 from kivy.core.window import Window
-from kivy.tests.common import UnitTestTouch
 
 from screens.app import KioskApp
 
@@ -113,6 +112,8 @@ class AppDriver:
 
     def touch_at(self, x: float, y: float) -> None:
         """A touch through the event loop's input dispatch (as a provider's would go), no X server."""
+        from kivy.tests.common import UnitTestTouch  # imports pytest: only when a test or bench touches
+
         finger = UnitTestTouch(x, y)
         finger.touch_down()
         self.step()

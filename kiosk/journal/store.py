@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import sqlite_utils
-
 from kiosk.errors import JournalCorrupt, JournalError
 from kiosk.journal.chain import GENESIS_HASH, ChainBroken, Event, canonical_json, event_hash, verify_chain
 from kiosk.journal.db import connect
@@ -95,6 +93,8 @@ class JournalStats:
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
+    import sqlite_utils  # schema work only: readers (uploader, kioskctl) never pay for the import
+
     db = sqlite_utils.Database(conn)
     with db.atomic():
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
