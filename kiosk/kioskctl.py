@@ -369,7 +369,8 @@ def cmd_migrate(ctx: Context, out: Out) -> int:
 # --- printing, sync, keys ------------------------------------------------------------------------
 
 def cmd_test_print(ctx: Context, out: Out) -> int:
-    from drivers.printer.testprint import a4_test_page, job_name_for_test_print, receipt_for_test_print
+    from kiosk.compose import test_print_pages
+    testprint = test_print_pages()
     what = ctx.args.what
     role = "document_printer" if what == "a4" else "receipt_printer"
     pid = ctx.kiosk_pid()
@@ -382,10 +383,10 @@ def cmd_test_print(ctx: Context, out: Out) -> int:
         started = time.monotonic()
         lang = ctx.config.kiosk.languages[0]
         if what == "a4":
-            job = job_name_for_test_print()
-            devices.document_printer.print_document(a4_test_page(ctx.config.kiosk.device_id, lang=lang), job)
+            job = testprint.job_name_for_test_print()
+            devices.document_printer.print_document(testprint.a4_test_page(ctx.config.kiosk.device_id, lang=lang), job)
         else:
-            receipt = receipt_for_test_print(lang)
+            receipt = testprint.receipt_for_test_print(lang)
             job = receipt.transaction_id
             devices.receipt_printer.print_receipt(receipt)
         journal.append("ops.test_print", {"printer": what, "job_name": job})
@@ -422,13 +423,13 @@ def cmd_sync_now(ctx: Context, out: Out) -> int:
 
 
 def cmd_enroll(ctx: Context, out: Out) -> int:
-    from sync.device_key import enroll
+    from kiosk.compose import enroll_device_key
     options = ctx.config.cityhall.options
     key_path = Path(str(options.get("key_path", "device-key.pem")))
     if not key_path.is_absolute():
         key_path = ctx.config.data_dir / key_path
     existed = key_path.exists()
-    public = enroll(key_path)
+    public = enroll_device_key(key_path)
     device_id = str(options.get("device_id") or "") or ctx.config.kiosk.device_id
     register = f"cityhall device add {device_id} {public} --location '{ctx.config.kiosk.location}'"
     data = {"device_id": device_id, "public_key": public, "key_path": str(key_path), "created": not existed,

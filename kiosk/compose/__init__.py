@@ -100,3 +100,15 @@ def build_engine(config: KioskConfig, on_view: Callable[[ViewState], None] | Non
 
 def load(path: str | None = None) -> KioskConfig:
     return load_kiosk_config(path)
+
+
+def test_print_pages() -> Any:
+    """The test page and test receipt `kioskctl test-print` sends (drivers/printer/testprint.py)."""
+    from drivers.printer import testprint
+    return testprint
+
+
+def enroll_device_key(key_path: Path) -> str:
+    """Create (mode 0600) or load the kiosk's Ed25519 key; the public key line for `cityhall device add`."""
+    from sync.device_key import enroll
+    return enroll(key_path)

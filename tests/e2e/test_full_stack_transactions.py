@@ -22,7 +22,6 @@ from tests.e2e.conftest import REPO, DemoConfigs, write_demo_configs
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-pytest.importorskip("smartcard", reason="pyscard is not installed (pip install '.[devices]')")
 
 PIN = "4739"  # not the virtual cards' default, so finding it anywhere means the kiosk kept it
 CARD_SLOT = 1  # "Virtual PCD 00 01": the card tests hold slot 0 of the process-wide pcscd

@@ -23,7 +23,7 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 def postgres_available() -> str | None:
-    """None when a cluster can be started here, else why not (for pytest.skip)."""
+    """None when a cluster can be started here, else why not."""
     if not (PG_BIN / "initdb").exists():
         return f"PostgreSQL server binaries not found in {PG_BIN} (Debian package postgresql-15)"
     if os.geteuid() == 0:

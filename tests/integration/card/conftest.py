@@ -10,7 +10,6 @@ import pytest
 from tests.support.services import wait_until
 from tests.support.pcsc import PcscStack, VirtualCard, shared_pcsc_stack, start_virtual_card
 
-pytest.importorskip("smartcard", reason="pyscard is not installed (pip install '.[devices]')")
 
 
 class Events:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,11 +21,7 @@ from drivers.sim.pki import TestPKI
 from tests.support.pcsc import start_virtual_card
 from tests.support.services import wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("pkcs15-tool") is None or shutil.which("pkcs15-crypt") is None,
-                       reason="OpenSC is not installed (Debian package opensc)"),
-]
+pytestmark = pytest.mark.integration
 
 PEER_CARD = "OPENSCPEER0000000001"
 

@@ -106,11 +106,11 @@ def dash_world(dash_hall: SyncCityHall) -> Iterator[DashWorld]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Debian chromium at {CHROMIUM} (package chromium)")
+        pytest.fail(f"no Debian chromium at {CHROMIUM} (package chromium; scripts/bootstrap installs it)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright Python package is not installed (extra 'test')")
+        pytest.fail("the playwright Python package is not installed (extra 'test'; scripts/bootstrap installs it)")
     cache = tempfile.mkdtemp(prefix="pwcache-")
     os.environ["XDG_CACHE_HOME"] = cache
     with sync_playwright() as pw:

@@ -19,7 +19,6 @@ import pytest
 from tests.e2e.conftest import REPO, DemoConfigs, write_demo_configs
 
 pytestmark = pytest.mark.integration
-pytest.importorskip("smartcard", reason="pyscard is not installed (pip install '.[devices]')")
 
 CARD_SLOT = 1  # "Virtual PCD 00 01": slot 0 belongs to the card tests of the process-wide pcscd
 PIN_IN_LOG = "4739"

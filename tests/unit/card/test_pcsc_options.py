@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("smartcard", reason="pyscard is not installed (pip install '.[devices]')")
 
 from drivers.card.pcsc import PcscCardReader, PcscOptions  # noqa: E402
 from kiosk import registry  # noqa: E402
