@@ -10,6 +10,7 @@ import base64
 import itertools
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ from drivers.sim.pki import CardCredentials, TestPKI
 from sync.device_key import public_key_text
 from sync.issuance_client import HttpCityHallClient
 from sync.signing import new_nonce, sign_request
-from tests.support.postgres import PostgresCluster, postgres_available
+from tests.support.postgres import PostgresCluster
 from tests.support.services import ManagedProcess, free_port, port_open
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -77,16 +78,6 @@ def world() -> Iterator[TestWorld]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
-    problem = postgres_available()
-    if problem:
-        pytest.fail(f"PostgreSQL back end cannot run: {problem}; scripts/bootstrap installs it")
-    cluster = PostgresCluster.start()
-    yield cluster
-    cluster.stop()
-
-
 @dataclass
 class CityHallServer:
     backend: str
@@ -104,9 +95,7 @@ class CityHallServer:
         DeviceStore(self.db).add(device_id, public_key_text(key), datetime.now(timezone.utc), location=location)
         return KioskDevice(device_id, key, self)
 
-    def cli(self, *args: str) -> "subprocess.CompletedProcess[str]":
-        import subprocess
-
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "cityhall.cli", "--config", str(self.config_path), *args],
                               capture_output=True, text=True, timeout=60, cwd=ROOT)
 

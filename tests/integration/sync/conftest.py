@@ -32,7 +32,7 @@ from kiosk.journal import Event, Journal
 from sync.device_key import create_device_key, public_key_text
 from sync.signing import new_nonce, sign_request
 from sync.wire import build_batch, encode_batch
-from tests.support.postgres import PostgresCluster, postgres_available
+from tests.support.postgres import PostgresCluster
 from tests.support.services import ManagedProcess, free_port, port_open
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -112,20 +112,10 @@ def sync_pki() -> Iterator[TestPKI]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def sync_postgres() -> Iterator[PostgresCluster]:
-    problem = postgres_available()
-    if problem:
-        pytest.fail(f"PostgreSQL back end cannot run: {problem}; scripts/bootstrap installs it")
-    cluster = PostgresCluster.start()
-    yield cluster
-    cluster.stop()
-
-
 def start_cityhall(backend: str, pki: TestPKI, request: pytest.FixtureRequest) -> SyncCityHall:
     directory = Path(tempfile.mkdtemp(prefix=f"sy-{backend[:2]}-"))
     if backend == "postgresql":
-        cluster: PostgresCluster = request.getfixturevalue("sync_postgres")
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
         database_url = cluster.create_database(f"sync_{int(time.time() * 1000) % 10**8}")
     else:
         database_url = f"sqlite:///{directory / 'data' / 'cityhall.sqlite3'}"
