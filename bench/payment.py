@@ -26,9 +26,9 @@ from drivers.sim.cctalk import CashSimClient  # noqa: E402
 
 
 class NullLedger:
-    def money_in(self, key: str, amount: int, source: str) -> None: ...
+    def money_in(self, key: str, amount: int, source: str, ref: str = "") -> None: ...
 
-    def money_out(self, key: str, amount: int, reason: str) -> None: ...
+    def money_out(self, key: str, amount: int, reason: str, ref: str = "") -> None: ...
 
     def alarm(self, key: str, code: int, detail: str, amount_at_risk: int = 0) -> None: ...
 
@@ -68,12 +68,13 @@ def main() -> int:
               f"({1000 * cpu / max(polls, 1):.2f} ms CPU per poll)")
 
         latencies = []
-        cash.start("bench", 500 * args.coins + 10, "bench")
+        # 100-yen coins, so that cancelling gives them all back from the 100-yen hopper
+        cash.start("bench", 100 * args.coins + 10, "bench")
         for _ in range(args.coins):
             time.sleep(random.uniform(0, args.interval))  # land anywhere in the poll cycle
             before = cash.poll("bench").amount_in
             t0 = time.monotonic()
-            sim.insert_coin(500)
+            sim.insert_coin(100)
             while cash.poll("bench").amount_in == before:
                 if time.monotonic() - t0 > 5:
                     print("a coin was not seen within 5 s", file=sys.stderr)
