@@ -422,6 +422,27 @@ def cmd_sync_now(ctx: Context, out: Out) -> int:
     return 0 if ok else 1
 
 
+def cmd_technician_password(ctx: Context, out: Out) -> int:
+    """hash a new technician credential for the kiosk config (never printed or stored itself)
+
+    Read from the terminal without echo, or one line on standard input."""
+    from kiosk.credential import hash_credential
+    if sys.stdin.isatty():
+        import getpass
+        secret = getpass.getpass("new technician credential: ")
+        if getpass.getpass("again: ") != secret:
+            raise OperationsError("the two entries differ; nothing was changed")
+    else:
+        secret = sys.stdin.readline().rstrip("\n")
+    if len(secret) < 8:
+        raise OperationsError("a technician credential needs at least 8 characters; nothing was changed")
+    hashed = hash_credential(secret)
+    out.emit({"technician_credential_hash": hashed},
+             lambda: "put this line in the [kiosk] section of the kiosk's config "
+                     f'(config/kiosk.toml or $KIOSK_CONFIG):\ntechnician_credential_hash = "{hashed}"')
+    return 0
+
+
 def cmd_enroll(ctx: Context, out: Out) -> int:
     from kiosk.compose import enroll_device_key
     options = ctx.config.cityhall.options
@@ -652,6 +673,7 @@ COMMANDS: dict[str, Callable[[Context, Out], int]] = {
     "test-print": cmd_test_print, "sync-now": cmd_sync_now, "enroll": cmd_enroll, "logs": cmd_logs,
     "cash": cmd_cash, "service": cmd_service, "diagnostics": cmd_diagnostics, "release": cmd_release,
     "update": cmd_update, "rollback": cmd_rollback, "releases": cmd_releases,
+    "technician-password": cmd_technician_password,
 }
 
 
@@ -663,7 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kioskctl", description=__doc__.split("\n\n")[0], parents=[common],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "selftest", "health", "migrate", "sync-now", "enroll", "releases"):
+    for name in ("status", "selftest", "health", "migrate", "sync-now", "enroll", "releases", "technician-password"):
         sub.add_parser(name, parents=[common], help=COMMANDS[name].__doc__ and COMMANDS[name].__doc__.split("\n")[0])
     p = sub.add_parser("test-print", parents=[common], help="print a test page (a4) or a test receipt")
     p.add_argument("what", choices=("a4", "receipt"))

@@ -137,7 +137,7 @@ def build_gallery_app() -> Any:
     from kiosk.config import ServiceHoursSection
     from kiosk.engine.hours import ServiceHours
     from screens.app import build_app
-    from screens.credential import hash_credential
+    from kiosk.credential import hash_credential
     return build_app(lambda intent: None, languages=("ja", "en", "zh", "ko", "vi", "pt"),
                      service_hours=ServiceHours.from_config(ServiceHoursSection()), city_name="和光市",
                      inquiry_phone="048-424-9100", technician_hash=hash_credential("0000", log2_n=4),

@@ -11,7 +11,7 @@ from kivy.clock import Clock
 from kivy.properties import BooleanProperty, StringProperty
 
 from kiosk.errors import KioskError
-from screens.credential import check_credential
+from kiosk.credential import check_credential
 from screens.widgets import KioskScreen
 
 MAX_CODE_LENGTH = 12

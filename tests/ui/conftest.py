@@ -117,7 +117,7 @@ def ui_session() -> Iterator[UiSession]:
         from screens.environment import configure_kivy
         configure_kivy(800, 480, kivy_home=kivy_home)
         from screens.app import build_app
-        from screens.credential import hash_credential
+        from kiosk.credential import hash_credential
         from screens.driver import AppDriver
         session = UiSession(app=None, driver=None)
         app = build_app(session.submit, languages=LANGUAGES, city_name="テスト市", inquiry_phone="000-0000-0000",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from kiosk.engine.view import PaymentView, ViewState
 from kiosk.ports import Offer, OrderLine
-from screens.credential import check_credential, hash_credential
+from kiosk.credential import check_credential, hash_credential
 from screens.routing import LocalState, screen_for
 
 OFFER = Offer("kazei", 300, tax_years=(2025, 2024), options=(), max_copies=2)

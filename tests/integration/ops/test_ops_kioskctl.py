@@ -352,3 +352,17 @@ def test_kiosk_run_notifies_systemd_and_follows_kioskctl(rig: Rig, capsys: pytes
         sock.close()
         shutil.rmtree(workdir, ignore_errors=True)
     assert any(m.startswith("STOPPING=1") for m in received), log
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_technician_password_prints_a_hash_the_screen_accepts(as_json: bool) -> None:
+    from kiosk.credential import check_credential
+    argv = [sys.executable, "-m", "kiosk.kioskctl", "technician-password"] + (["--json"] if as_json else [])
+    done = subprocess.run(argv, input="s3cret-tech\n", capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "s3cret-tech" not in done.stdout
+    hashed = (json.loads(done.stdout)["technician_credential_hash"] if as_json
+              else done.stdout.split('technician_credential_hash = "')[1].split('"')[0])
+    assert check_credential("s3cret-tech", hashed) and not check_credential("s3cret-teck", hashed)
+    short = subprocess.run(argv, input="short\n", capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
