@@ -13,12 +13,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from kiosk.compose import Devices, build_engine, load
+from kiosk.compose import Devices, build_engine, load, test_print_pages
 from kiosk.engine import Engine, ViewState
 from kiosk.engine import events as ev
 from kiosk.errors import KioskError
+from kiosk.ops.cashbook import hopper_coins_of, levels_from
 from kiosk.ops.lifecycle import ApplianceLifecycle
-from kiosk.ports import Receipt
 
 log = logging.getLogger("kiosk.run")
 
@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
             from kivy.clock import Clock
             from screens.app import run_app
             Clock.schedule_interval(lambda _dt: lifecycle.tick(), 1.0)
-            run_app(engine, config, tech=TechnicianAccess(engine, devices))
+            cash_options = config.cash.options if config.cash is not None else None
+            run_app(engine, config, tech=TechnicianAccess(engine, devices, cash_options))
     finally:
         lifecycle.stop()
         stop.set()
@@ -81,6 +82,7 @@ class TechnicianAccess:
 
     engine: Engine
     devices: Devices
+    cash_options: Any = None  # the [cash] driver options: which coins the hoppers hold
 
     def device_status(self) -> list[Any]:
         from screens.protocols import DeviceStatus
@@ -107,19 +109,17 @@ class TechnicianAccess:
         return result
 
     def test_print(self) -> str:
-        from datetime import datetime, timezone
-        receipt = Receipt(transaction_id="TEST", issued_at=datetime.now(timezone.utc), lines=(), total_yen=0,
-                          paid_yen=0, change_yen=0, method="", language=self.engine.language)
+        receipt = test_print_pages().receipt_for_test_print(self.engine.language)  # the same as kioskctl's
         self.devices.receipt_printer.print_receipt(receipt)
-        return "test receipt printed"
+        return f"test receipt {receipt.transaction_id} printed"
 
     def cash_levels(self) -> list[Any]:
+        """The same book as `kioskctl cash`: refills minus payouts per hopper, takings since emptying."""
         from screens.protocols import CashLevel
-        rows = [t for t in self.engine.journal.transactions() if t.method == "cash"]
-        taken = sum(t.money_in for t in rows)
-        given = sum(t.change_paid + t.refunded for t in rows)
-        levels = [CashLevel("cash in (journal)", taken), CashLevel("cash out (journal)", given),
-                  CashLevel("net in the machine", taken - given)]
+        book = levels_from(self.engine.journal.events(), hopper_coins_of(self.cash_options))
+        levels = [CashLevel(f"hopper {coin} yen", coin * coins, f"{coins} coins")
+                  for coin, coins in sorted(book.hoppers.items())]
+        levels.append(CashLevel("cash box", book.cashbox_yen, f"since {book.last_emptied_at or 'the start'}"))
         cash = self.devices.payments.get("cash")
         if cash is not None:
             problem = cash.available()
