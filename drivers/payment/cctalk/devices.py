@@ -56,6 +56,35 @@ class _Device:
         return (data[0] if data else 0), (data[1] if len(data) > 1 else 0)
 
 
+class _BufferedEventDevice(_Device):
+    """A coin acceptor or note validator: credits and errors come from a 5-slot event buffer with a
+    counter (header 229 / 159), and accepted types are chosen with the inhibit masks (231 + 228)."""
+
+    buffer_header = 0
+
+    def __init__(self, transport: CcTalkTransport, address: int) -> None:
+        super().__init__(transport, address)
+        self.last_counter: int | None = None
+
+    def _accept_only(self, positions: set[int]) -> None:
+        self.request(Header.MODIFY_INHIBIT_STATUS, codec.inhibit_masks(positions))
+        self.request(Header.MODIFY_MASTER_INHIBIT, bytes((1 if positions else 0,)))
+
+    def prime(self) -> None:
+        """Remember the current counter: events from before the host started are history, not credit."""
+        self.last_counter = codec.parse_event_buffer(self.request(self.buffer_header)).counter
+
+    def _read_unread(self) -> codec.UnreadEvents | None:
+        """The events since the last read (None on the very first read, which only primes the counter)."""
+        buffer = codec.parse_event_buffer(self.request(self.buffer_header))
+        if self.last_counter is None:
+            self.last_counter = buffer.counter
+            return None
+        unread = codec.unread_events(self.last_counter, buffer)
+        self.last_counter = buffer.counter
+        return unread
+
+
 @dataclass(frozen=True)
 class CoinEvent:
     kind: CoinEventKind | None  # None: a credit
@@ -72,13 +101,13 @@ class PollResult:
     device_reset: bool
 
 
-class CoinAcceptor(_Device):
+class CoinAcceptor(_BufferedEventDevice):
     category = "coin acceptor"
+    buffer_header = Header.READ_BUFFERED_CREDIT
 
     def __init__(self, transport: CcTalkTransport, address: int = 2) -> None:
         super().__init__(transport, address)
         self.coin_table: dict[int, int] = {}  # position → yen
-        self.last_counter: int | None = None
 
     def read_coin_table(self) -> dict[int, int]:
         table: dict[int, int] = {}
@@ -91,21 +120,12 @@ class CoinAcceptor(_Device):
 
     def set_accepting(self, values: set[int]) -> None:
         """Enable exactly the coin positions whose value is in ``values``; nothing at all when empty."""
-        positions = {p for p, v in self.coin_table.items() if v in values}
-        self.request(Header.MODIFY_INHIBIT_STATUS, codec.inhibit_masks(positions))
-        self.request(Header.MODIFY_MASTER_INHIBIT, bytes((1 if positions else 0,)))
-
-    def prime(self) -> None:
-        """Remember the current counter: events from before the host started are history, not credit."""
-        self.last_counter = codec.parse_event_buffer(self.request(Header.READ_BUFFERED_CREDIT)).counter
+        self._accept_only({p for p, v in self.coin_table.items() if v in values})
 
     def poll(self) -> PollResult:
-        buffer = codec.parse_event_buffer(self.request(Header.READ_BUFFERED_CREDIT))
-        if self.last_counter is None:
-            self.last_counter = buffer.counter
+        unread = self._read_unread()
+        if unread is None:
             return PollResult((), 0, False)
-        unread = codec.unread_events(self.last_counter, buffer)
-        self.last_counter = buffer.counter
         events = []
         for a, b in unread.events:
             if a:
@@ -126,15 +146,15 @@ class BillEvent:
     text: str = ""
 
 
-class NoteValidator(_Device):
+class NoteValidator(_BufferedEventDevice):
     category = "bill validator|bill acceptor"
+    buffer_header = Header.READ_BUFFERED_BILL_EVENTS
     USE_STACKER = 1
     USE_ESCROW = 2
 
     def __init__(self, transport: CcTalkTransport, address: int = 40) -> None:
         super().__init__(transport, address)
         self.bill_table: dict[int, int] = {}  # bill type → yen
-        self.last_counter: int | None = None
 
     def read_bill_table(self) -> dict[int, int]:
         scaling = codec.parse_scaling_factor(self.request(Header.REQUEST_COUNTRY_SCALING, JAPAN.encode()))
@@ -151,20 +171,12 @@ class NoteValidator(_Device):
         self.request(Header.MODIFY_BILL_OPERATING_MODE, bytes((self.USE_STACKER | self.USE_ESCROW,)))
 
     def set_accepting(self, values: set[int]) -> None:
-        types = {t for t, v in self.bill_table.items() if v in values}
-        self.request(Header.MODIFY_INHIBIT_STATUS, codec.inhibit_masks(types))
-        self.request(Header.MODIFY_MASTER_INHIBIT, bytes((1 if types else 0,)))
-
-    def prime(self) -> None:
-        self.last_counter = codec.parse_event_buffer(self.request(Header.READ_BUFFERED_BILL_EVENTS)).counter
+        self._accept_only({t for t, v in self.bill_table.items() if v in values})
 
     def poll(self) -> PollResult:
-        buffer = codec.parse_event_buffer(self.request(Header.READ_BUFFERED_BILL_EVENTS))
-        if self.last_counter is None:
-            self.last_counter = buffer.counter
+        unread = self._read_unread()
+        if unread is None:
             return PollResult((), 0, False)
-        unread = codec.unread_events(self.last_counter, buffer)
-        self.last_counter = buffer.counter
         events = []
         for a, b in unread.events:
             if a:
