@@ -73,6 +73,20 @@ class _EventBufferMixin:
     def event_reply(self) -> bytes:
         return codec.build_event_buffer(self.counter, self.pairs)
 
+    def handle_inhibits(self, header: int, data: bytes) -> bytes | None:
+        """Headers 231/230 (per-type inhibit masks) and 228/227 (master inhibit), the same on both."""
+        if header == Header.MODIFY_INHIBIT_STATUS and len(data) == 2:
+            self.masks = bytes(data)
+            return b""
+        if header == Header.REQUEST_INHIBIT_STATUS:
+            return self.masks
+        if header == Header.MODIFY_MASTER_INHIBIT and len(data) == 1:
+            self.master_enabled = bool(data[0] & 1)
+            return b""
+        if header == Header.REQUEST_MASTER_INHIBIT:
+            return bytes((int(self.master_enabled),))
+        return None
+
 
 class SimCoinAcceptor(SimDevice, _EventBufferMixin):
     category = "Coin Acceptor"
@@ -128,16 +142,9 @@ class SimCoinAcceptor(SimDevice, _EventBufferMixin):
     def handle_specific(self, header: int, data: bytes) -> bytes | object | None:
         if header == Header.REQUEST_COIN_ID and len(data) == 1 and 1 <= data[0] <= 16:
             return self.coin_ids[data[0] - 1].encode()
-        if header == Header.MODIFY_INHIBIT_STATUS and len(data) == 2:
-            self.masks = bytes(data)
-            return b""
-        if header == Header.REQUEST_INHIBIT_STATUS:
-            return self.masks
-        if header == Header.MODIFY_MASTER_INHIBIT and len(data) == 1:
-            self.master_enabled = bool(data[0] & 1)
-            return b""
-        if header == Header.REQUEST_MASTER_INHIBIT:
-            return bytes((int(self.master_enabled),))
+        inhibit = self.handle_inhibits(header, data)
+        if inhibit is not None:
+            return inhibit
         if header == Header.READ_BUFFERED_CREDIT:
             return self.event_reply()
         if header == Header.REQUEST_STATUS:
@@ -224,16 +231,9 @@ class SimNoteValidator(SimDevice, _EventBufferMixin):
         if header == Header.MODIFY_BILL_OPERATING_MODE and len(data) == 1:
             self.mode_mask = data[0]
             return b""
-        if header == Header.MODIFY_INHIBIT_STATUS and len(data) == 2:
-            self.masks = bytes(data)
-            return b""
-        if header == Header.REQUEST_INHIBIT_STATUS:
-            return self.masks
-        if header == Header.MODIFY_MASTER_INHIBIT and len(data) == 1:
-            self.master_enabled = bool(data[0] & 1)
-            return b""
-        if header == Header.REQUEST_MASTER_INHIBIT:
-            return bytes((int(self.master_enabled),))
+        inhibit = self.handle_inhibits(header, data)
+        if inhibit is not None:
+            return inhibit
         if header == Header.READ_BUFFERED_BILL_EVENTS:
             self.tick()
             return self.event_reply()
