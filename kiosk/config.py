@@ -224,6 +224,9 @@ class KioskSection:
     location: str = setting(doc="Where the kiosk stands, printed on receipts and shown on the fleet page.")
     inquiry_phone: str = setting(doc="Phone number for questions, printed on receipts and error screens.")
     data_dir: str = setting("/var/lib/madoguchi", doc="Journal, keys and state; must survive reboots.")
+    voucher_valid_days: int = setting(90, doc="Days a 返金引換券 can be redeemed at the counter after it is printed "
+                                              "(the city's choice; printed on it).", min=1, max=3650)
+    voucher_counter: str = setting("市役所の窓口", doc="Where a 返金引換券 is redeemed, printed on it.")
     languages: tuple[str, ...] = setting(("ja", "en", "zh", "ko", "vi", "pt"),
                                          doc="Languages offered on screen, first is the default.",
                                          pattern=LANGUAGE)

@@ -251,8 +251,25 @@ class Receipt:
     method: str
     refund_yen: int = 0
     voucher_yen: int = 0
-    voucher_code: str = ""
+    voucher: "PrintedVoucher | None" = None
     language: str = "ja"
+
+
+@dataclass(frozen=True)
+class PrintedVoucher:
+    """A 返金引換券 as printed: the signed code (sync/voucher.py) for the QR, the same code for people to
+    type, and the last day it can be redeemed at the counter."""
+
+    code: str
+    text: str
+    expires_at: datetime
+
+
+@runtime_checkable
+class VoucherIssuer(Protocol):
+    """Signs a 返金引換券 for yen the kiosk could not pay back (adapter: sync.voucher.KioskVoucherIssuer)."""
+
+    def issue(self, txn_id: str, amount_yen: int, issued_at: datetime) -> PrintedVoucher: ...
 
 
 @runtime_checkable

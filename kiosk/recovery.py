@@ -30,7 +30,8 @@ from typing import Callable, Mapping
 
 from kiosk.errors import KioskError, PaymentProviderUnreachable
 from kiosk.journal import Journal, TransactionRow
-from kiosk.ports import DocumentPrinter, PaymentProvider, PaymentState, PrintOutcome
+from kiosk.ports import (Clock, DocumentPrinter, PaymentProvider, PaymentState, PrintedVoucher, PrintOutcome,
+                         VoucherIssuer)
 
 log = logging.getLogger("kiosk.recovery")
 
@@ -48,6 +49,8 @@ class Settlement:
     journal: Journal
     payments: Mapping[str, PaymentProvider]
     document_printer: DocumentPrinter | None
+    vouchers: VoucherIssuer
+    clock: Clock
     new_key: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
     print_wait_seconds: float = 30.0
 
@@ -94,12 +97,13 @@ class Settlement:
                 open_keys.pop(ev.body["refund_key"], None)
         return next(iter(open_keys), None)
 
-    def refund_unmatched(self, txn_id: str) -> tuple[int, int, str]:
-        """Pay back every yen not matched by a printed fee or change. Returns (refunded, voucher, code)."""
+    def refund_unmatched(self, txn_id: str) -> tuple[int, int, PrintedVoucher | None]:
+        """Pay back every yen not matched by a printed fee or change. Returns (refunded, voucher yen, the
+        返金引換券 for what could not be paid back or None)."""
         txn = self.journal.transaction(txn_id)
         amount = txn.unmatched_yen
         if amount <= 0:
-            return 0, 0, ""
+            return 0, 0, None
         refunded_before = txn.refunded
         provider = self.payments.get(txn.method or "")
         refund_key = self.pending_refund_key(txn_id)
@@ -127,11 +131,11 @@ class Settlement:
         self.journal.append("refund.outcome", {"refund_key": refund_key, "refunded": refunded,
                                                "error_code": error_code}, txn_id)
         remaining = after.unmatched_yen
-        code = ""
+        voucher = None
         if remaining > 0:
-            code = voucher_code(txn_id, refund_key)
-            self.journal.record_voucher(txn_id, remaining, code)
-        return refunded, max(remaining, 0), code
+            voucher = self.vouchers.issue(txn_id, remaining, self.clock.now())
+            self.journal.record_voucher(txn_id, remaining, voucher.code, voucher.expires_at)
+        return refunded, max(remaining, 0), voucher
 
     # --- whole transactions ---------------------------------------------------------------------------
 
@@ -166,11 +170,6 @@ class Settlement:
         body = {"recovered_from": recovered_from} if recovered_from else {}
         self.journal.close_transaction(txn_id, outcome, "DONE" if txn.docs_printed else "IDLE", body)
         return outcome
-
-
-def voucher_code(txn_id: str, refund_key: str) -> str:
-    """Printed on the voucher and journaled; city hall pays it out against the journal record."""
-    return f"V-{txn_id}-{refund_key[:6].upper()}"
 
 
 def recover_all(settlement: Settlement) -> dict[str, str]:

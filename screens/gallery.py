@@ -91,7 +91,7 @@ SAMPLES: tuple[Sample, ...] = (
     Sample("done-refund", "done", _v("DONE", order=ORDER, total_yen=600, documents_total=2, documents_printed=0,
                                      receipt_printed=True, refund_yen=600, error=ErrorView(401, "paper_out"), **TXN)),
     Sample("done-voucher", "done", _v("DONE", order=ORDER, total_yen=600, documents_total=2, documents_printed=1,
-                                      receipt_printed=True, voucher_yen=300, voucher_code="V-7K2Q-91",
+                                      receipt_printed=True, voucher_yen=300, voucher_code="wako-honcho-01-000042",
                                       error=ErrorView(402, "paper_jam"), **TXN)),
     Sample("thanks", "thanks", _v("IDLE"), _local("idle_step", "thanks")),
     Sample("error", "error", _v("ERROR", error=ErrorView(207, "pin_locked"))),

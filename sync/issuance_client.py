@@ -218,16 +218,22 @@ def _error_for(status: int, data: dict[str, Any], path: str) -> Exception:
                             status=status, error=error, **({"field": str(field)} if field else {}))
 
 
-@register("cityhall", "http", CityHallOptions)
-def build_http_client(options: CityHallOptions, context: Any) -> HttpCityHallClient:
-    data_dir = getattr(context, "data_dir", None)
+def device_identity(options: CityHallOptions, data_dir: Any, kiosk_device_id: str) -> tuple[str, Ed25519PrivateKey]:
+    """(device id, device key) this kiosk is enrolled with: requests and 返金引換券 are signed with it."""
     key_path = Path(options.key_path)
     if not key_path.is_absolute() and data_dir is not None:
         key_path = Path(data_dir) / key_path
-    device_id = options.device_id or getattr(context, "device_id", "")
+    device_id = options.device_id or kiosk_device_id
     if not device_id:
         raise DeviceNotEnrolled("no device id: set kiosk.device_id (or cityhall.device_id)")
-    return HttpCityHallClient(options.url, device_id, load_device_key(key_path),
+    return device_id, load_device_key(key_path)
+
+
+@register("cityhall", "http", CityHallOptions)
+def build_http_client(options: CityHallOptions, context: Any) -> HttpCityHallClient:
+    device_id, key = device_identity(options, getattr(context, "data_dir", None),
+                                     str(getattr(context, "device_id", "") or ""))
+    return HttpCityHallClient(options.url, device_id, key,
                               connect_timeout=options.connect_timeout, read_timeout=options.read_timeout,
                               issue_timeout=options.issue_timeout, retries=options.retries,
                               retry_delay=options.retry_delay, verify=options.ca_file or True)

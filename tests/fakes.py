@@ -407,3 +407,15 @@ class FakeReceiptPrinter:
         self.world.data["receipts"].append({"txn": receipt.transaction_id, "total": receipt.total_yen,
                                             "refund": receipt.refund_yen, "voucher": receipt.voucher_yen})
         self.world.save()
+        if receipt.voucher is not None:
+            self.world.data["receipts"][-1]["voucher_code"] = receipt.voucher.code
+            self.world.save()
+
+
+def voucher_issuer(device_id: str = "wako-honcho-01", valid_days: int = 90) -> Any:
+    """The real 返金引換券 signer (sync/voucher.py) with a fresh key; ``.key`` verifies what it signed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sync.voucher import KioskVoucherIssuer
+
+    return KioskVoucherIssuer(Ed25519PrivateKey.generate(), device_id, valid_days)

@@ -62,7 +62,8 @@ def venue_from(options: ReceiptOptions, context: Any) -> Venue:
     pick = lambda own, attr: own or str(getattr(kiosk, attr, "") or "")  # noqa: E731
     return Venue(city_name=pick(options.city_name, "city_name"), location=pick(options.location, "location"),
                  kiosk_id=pick(options.kiosk_id, "device_id") or str(getattr(context, "device_id", "") or ""),
-                 inquiry_phone=pick(options.inquiry_phone, "inquiry_phone"))
+                 inquiry_phone=pick(options.inquiry_phone, "inquiry_phone"),
+                 voucher_counter=pick("", "voucher_counter") or Venue.voucher_counter)
 
 
 class EscposReceiptPrinter:

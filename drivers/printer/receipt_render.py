@@ -50,6 +50,7 @@ class Venue:
     location: str
     kiosk_id: str
     inquiry_phone: str
+    voucher_counter: str = "市役所の窓口"  # where a 返金引換券 is redeemed ([kiosk] voucher_counter)
 
 
 def yen(amount: int) -> str:
@@ -81,15 +82,26 @@ def receipt_rows(receipt: Receipt, venue: Venue, tr: Callable[..., str] | None =
     if receipt.refund_yen:
         rows.append(Row("split", tr("receipt.refund"), money(receipt.refund_yen)))
     if receipt.voucher_yen:
-        rows += [Row("rule"), Row("split", tr("receipt.voucher"), money(receipt.voucher_yen), scale=1.3)]
-        if receipt.voucher_code:
-            rows.append(Row("left", tr("receipt.voucher_code", code=receipt.voucher_code)))
-        rows.append(Row("left", tr("receipt.voucher_note")))
+        rows += voucher_rows(receipt, venue, tr)
     rows += [Row("rule"), Row("left", tr("receipt.received_statement")),
              Row("left", tr("receipt.inquiry", phone=venue.inquiry_phone)),
              Row("center", tr("receipt.qr_caption")), Row("qr", receipt.transaction_id),
              Row("center", tr("receipt.thanks"))]
     return rows
+
+
+def voucher_rows(receipt: Receipt, venue: Venue, tr: Callable[..., str]) -> list[Row]:
+    """The 返金引換券 part: amount, where and until when, and its signed code as QR and as text."""
+    rows = [Row("rule"), Row("center", tr("receipt.voucher"), scale=1.6),
+            Row("split", tr("receipt.transaction", number=receipt.transaction_id), tr("receipt.amount",
+                                                                                       amount=yen(receipt.voucher_yen)),
+                scale=1.1)]
+    voucher = receipt.voucher
+    if voucher is None:  # the signature could not be made: the journal still holds the amount owed
+        return rows + [Row("left", tr("receipt.voucher_note", counter=venue.voucher_counter, until="—"))]
+    until = voucher.expires_at.astimezone(JST).strftime(tr("receipt.voucher_date_format"))
+    return rows + [Row("left", tr("receipt.voucher_note", counter=venue.voucher_counter, until=until)),
+                   Row("qr", voucher.code), Row("left", tr("receipt.voucher_code", code=voucher.text), scale=0.8)]
 
 
 @lru_cache(maxsize=16)

@@ -20,7 +20,7 @@ from kiosk import registry
 from kiosk.config import KioskConfig, load_kiosk_config
 from kiosk.engine import Engine, EnginePorts, ServiceHours, ViewState
 from kiosk.journal import Journal
-from kiosk.ports import CardReader, CityHallClient, DocumentPrinter, PaymentProvider, ReceiptPrinter
+from kiosk.ports import CardReader, CityHallClient, DocumentPrinter, PaymentProvider, ReceiptPrinter, VoucherIssuer
 
 log = logging.getLogger("kiosk.compose")
 
@@ -92,10 +92,20 @@ def build_engine(config: KioskConfig, on_view: Callable[[ViewState], None] | Non
     journal = open_journal(config)
     devices = build_devices(config, journal)
     engine = Engine(EnginePorts(devices.card, devices.cityhall, devices.payments, devices.document_printer,
-                                devices.receipt_printer), journal, config.timeouts,
+                                devices.receipt_printer, vouchers=build_voucher_issuer(config)), journal, config.timeouts,
                     languages=config.kiosk.languages, payment_methods=config.payment.methods,
                     service_hours=ServiceHours.from_config(config.service_hours), on_view=on_view)
     return engine, devices
+
+
+def build_voucher_issuer(config: KioskConfig) -> VoucherIssuer:
+    """返金引換券 are signed with the device key city hall enrolled (the [cityhall] section's key_path)."""
+    from sync.issuance_client import device_identity
+    from sync.voucher import KioskVoucherIssuer
+
+    _, options = registry.check("cityhall", config.cityhall, config.source)
+    device_id, key = device_identity(options, config.data_dir, config.kiosk.device_id)
+    return KioskVoucherIssuer(key, device_id, config.kiosk.voucher_valid_days)
 
 
 def load(path: str | None = None) -> KioskConfig:

@@ -35,7 +35,7 @@ from kiosk.errors import (CardExpired, CardRemoved, CityHallRejected, InvalidInt
 from kiosk.journal import DocumentRow, Journal
 from kiosk.ports import (AuthResult, CardEvent, CardEventKind, CardReader, CardSession, CityHallClient, Clock,
                          DocumentPrinter, IssuedDocument, Order, OrderLine, PaymentProvider, PaymentState,
-                         PaymentStatus, Receipt, ReceiptLine, ReceiptPrinter)
+                         PaymentStatus, PrintedVoucher, Receipt, ReceiptLine, ReceiptPrinter, VoucherIssuer)
 from kiosk.recovery import Settlement, StillInDoubt, recover_all
 
 log = logging.getLogger("kiosk.engine")
@@ -61,6 +61,7 @@ class EnginePorts:
     document_printer: DocumentPrinter
     receipt_printer: ReceiptPrinter
     clock: Clock = field(default_factory=SystemClock)
+    vouchers: VoucherIssuer | None = None  # required: signs the 返金引換券 (sync.voucher.KioskVoucherIssuer)
 
 
 @dataclass
@@ -84,7 +85,7 @@ class _Txn:
     documents_printed: int = 0
     refund_yen: int = 0
     voucher_yen: int = 0
-    voucher_code: str = ""
+    voucher: PrintedVoucher | None = None
     receipt_printed: bool = False
     error: KioskError | None = None
 
@@ -111,7 +112,11 @@ class Engine:
         self.on_view = on_view
         self.new_key = new_key
         self.tick_interval = tick_interval
-        self.settlement = Settlement(journal, ports.payments, ports.document_printer, new_key=new_key)
+        if ports.vouchers is None:
+            raise ValueError("EnginePorts.vouchers is missing: without it money that cannot be paid back would "
+                             "have no 返金引換券 (the composition root builds sync.voucher.KioskVoucherIssuer)")
+        self.settlement = Settlement(journal, ports.payments, ports.document_printer, ports.vouchers, ports.clock,
+                                     new_key=new_key)
         self.state = State.IDLE
         self.entered_at = ports.clock.monotonic()
         self.txn: _Txn | None = None
@@ -725,10 +730,10 @@ class Engine:
     def _enter_refunding(self) -> State:
         txn = self.txn
         assert txn is not None
-        refunded, voucher, code = self.settlement.refund_unmatched(txn.txn_id)
+        refunded, voucher_yen, voucher = self.settlement.refund_unmatched(txn.txn_id)
         txn.refund_yen += refunded
-        txn.voucher_yen += voucher
-        txn.voucher_code = code or txn.voucher_code
+        txn.voucher_yen += voucher_yen
+        txn.voucher = voucher or txn.voucher
         return State.RECEIPT
 
     def _enter_receipt(self) -> State:
@@ -741,7 +746,7 @@ class Engine:
         receipt = Receipt(transaction_id=txn.txn_id, issued_at=self.ports.clock.now(), lines=printed_lines,
                           total_yen=row.fees_printed, paid_yen=row.money_in, change_yen=row.change_paid,
                           method=txn.method or "", refund_yen=row.refunded, voucher_yen=row.voucher,
-                          voucher_code=txn.voucher_code, language=self.language)
+                          voucher=txn.voucher, language=self.language)
         self.journal.append("receipt.intent", {}, txn.txn_id)
         try:
             for warning in self.ports.receipt_printer.check_ready():
@@ -810,7 +815,7 @@ class Engine:
             payment_methods=self.payment_methods, exact_amount_only=txn.exact_amount_only, payment=payment,
             documents_total=txn.order.document_count if txn.order else 0,
             documents_printed=txn.documents_printed, refund_yen=txn.refund_yen, voucher_yen=txn.voucher_yen,
-            voucher_code=txn.voucher_code, receipt_printed=txn.receipt_printed,
+            voucher_code=txn.txn_id if txn.voucher else "", receipt_printed=txn.receipt_printed,
             error=_error_view(txn.error) if txn.error is not None else base.error,
             warning_seconds_left=warning)
 

@@ -52,7 +52,7 @@ class ViewState:
     documents_printed: int = 0
     refund_yen: int = 0
     voucher_yen: int = 0
-    voucher_code: str = ""
+    voucher_code: str = ""  # the 返金引換券's number on screen (its transaction number; the signed code is on paper)
     receipt_printed: bool = False
     error: ErrorView | None = None
     warning_seconds_left: int | None = None  # "are you still there?" countdown

@@ -280,8 +280,11 @@ class Journal:
             raise ValueError(f"unknown money-out reason {reason!r}; one of {sorted(MONEY_OUT_REASONS)}")
         self._money(key, amount, "money.out", {"reason": reason}, column, ref)
 
-    def record_voucher(self, txn_id: str, amount: int, code: str) -> Event:
-        return self.record(txn_id, "voucher.issued", {"amount": amount, "voucher_code": code}, add={"voucher": amount})
+    def record_voucher(self, txn_id: str, amount: int, code: str, expires_at: dt.datetime) -> Event:
+        """A 返金引換券: ``code`` is its signed code (sync/voucher.py), which city hall's counter verifies."""
+        return self.record(txn_id, "voucher.issued",
+                           {"amount": amount, "voucher_code": code, "expires_at": expires_at.isoformat()},
+                           add={"voucher": amount})
 
     def _money(self, key: str, amount: int, kind: str, body: dict[str, Any], column: str, ref: str) -> None:
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:

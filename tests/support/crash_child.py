@@ -24,7 +24,7 @@ from kiosk.engine import Engine, EnginePorts
 from kiosk.engine import events as ev
 from kiosk.journal import Journal
 from kiosk.ports import OrderLine
-from tests.fakes import (GOOD_PIN, FakeCardReader, FakeCash, FakeCityHall, FakeClock, FakeDocumentPrinter, FakeQr,
+from tests.fakes import (voucher_issuer, GOOD_PIN, FakeCardReader, FakeCash, FakeCityHall, FakeClock, FakeDocumentPrinter, FakeQr,
                          FakeReceiptPrinter, World)
 
 SCENARIOS = ("cash", "qr", "cash_jam", "qr_voucher", "cash_cancel", "cash_short_change", "wrong_pin_then_cash")
@@ -121,7 +121,7 @@ def main() -> int:
     clock = FakeClock()
     card, cash, qr = FakeCardReader(world), FakeCash(world, journal), FakeQr(world, journal)
     engine = Engine(EnginePorts(card, FakeCityHall(world), {"cash": cash, "qr": qr}, FakeDocumentPrinter(world),
-                                FakeReceiptPrinter(world), clock), journal, TimeoutsSection())
+                                FakeReceiptPrinter(world), clock, voucher_issuer()), journal, TimeoutsSection())
     card.start_monitor(engine.card_event)
     engine.start()  # crash recovery, exactly as at a real start
     world.killer = killer

@@ -23,7 +23,7 @@ from kiosk.engine import Engine, EnginePorts, ServiceHours
 from kiosk.engine import events as ev
 from kiosk.engine.view import ViewState
 from kiosk.journal import Journal
-from tests.fakes import (FakeCardReader, FakeCash, FakeCityHall, FakeClock, FakeDocumentPrinter, FakeQr,
+from tests.fakes import (voucher_issuer, FakeCardReader, FakeCash, FakeCityHall, FakeClock, FakeDocumentPrinter, FakeQr,
                          FakeReceiptPrinter, World)
 
 LANGUAGES = ("ja", "en", "zh", "ko", "vi", "pt")
@@ -145,7 +145,7 @@ def make_kiosk(tmp_path: Path, timeouts: TimeoutsSection | None = None) -> Kiosk
     cash, qr = LockedCash(world, journal), LockedQr(world, journal)
     keys = iter(f"key{n:04d}" for n in range(1, 100000))
     engine = Engine(EnginePorts(card, FakeCityHall(world), {"cash": cash, "qr": qr}, FakeDocumentPrinter(world),
-                                FakeReceiptPrinter(world), clock), journal, timeouts or TimeoutsSection(),
+                                FakeReceiptPrinter(world), clock, voucher_issuer()), journal, timeouts or TimeoutsSection(),
                     languages=LANGUAGES, payment_methods=("cash", "qr"), new_key=lambda: next(keys))
     return Kiosk(world, clock, journal, card, cash, qr, engine)
 

@@ -10,7 +10,7 @@ from kiosk.engine import Engine, EnginePorts, ViewState
 from kiosk.engine import events as ev
 from kiosk.journal import Journal
 from kiosk.ports import OrderLine
-from tests.fakes import (GOOD_PIN, FakeCardReader, FakeCash, FakeCityHall, FakeClock, FakeDocumentPrinter, FakeQr,
+from tests.fakes import (voucher_issuer, GOOD_PIN, FakeCardReader, FakeCash, FakeCityHall, FakeClock, FakeDocumentPrinter, FakeQr,
                          FakeReceiptPrinter, World)
 
 
@@ -92,7 +92,7 @@ def make_rig(tmp_path: Path, *, world_path: Path | None = None, timeouts: Timeou
     printer, receipts = FakeDocumentPrinter(world), FakeReceiptPrinter(world)
     views: list[ViewState] = []
     keys = iter(f"key{n:04d}" for n in range(1, 100000))
-    engine = Engine(EnginePorts(card, cityhall, {"cash": cash, "qr": qr}, printer, receipts, clock), journal,
+    engine = Engine(EnginePorts(card, cityhall, {"cash": cash, "qr": qr}, printer, receipts, clock, voucher_issuer()), journal,
                     timeouts or TimeoutsSection(), payment_methods=methods, on_view=views.append,
                     new_key=lambda: next(keys))
     card.start_monitor(engine.card_event)

@@ -1,6 +1,8 @@
 """Engine transitions, one test per path, against in-process fakes."""
 from __future__ import annotations
 
+from sync.voucher import VoucherStatus, verify
+
 import dataclasses
 
 import pytest
@@ -281,7 +283,15 @@ def test_refund_impossible_gives_a_voucher(rig: Rig) -> None:
     rig.tick()
     txn = rig.journal.transactions()[0]
     assert (txn.outcome, txn.voucher) == ("voucher", 300)
-    assert rig.view.voucher_code.startswith("V-") and rig.world.data["receipts"][0]["voucher"] == 300
+    receipt = rig.world.data["receipts"][0]
+    assert rig.view.voucher_code == txn.txn_id and receipt["voucher"] == 300
+    # the printed 返金引換券 carries a code signed with the kiosk's key, for exactly what is owed
+    issuer = rig.engine.settlement.vouchers
+    check = verify(receipt["voucher_code"], lambda device: issuer.key.public_key(), rig.clock.now())
+    assert check.status is VoucherStatus.GENUINE
+    assert (check.voucher.txn_id, check.voucher.amount_yen) == (txn.txn_id, 300)
+    issued = next(e for e in rig.journal.events() if e.kind == "voucher.issued")
+    assert issued.body["voucher_code"] == receipt["voucher_code"] and issued.body["amount"] == 300
     rig.balanced()
 
 

@@ -10,7 +10,7 @@ import pytest
 from kiosk.engine import Engine, EnginePorts
 from kiosk.config import TimeoutsSection
 from kiosk.recovery import __doc__ as recovery_table
-from tests.fakes import (FakeCardReader, FakeCash, FakeCityHall, FakeClock, FakeDocumentPrinter, FakeQr,
+from tests.fakes import (voucher_issuer, FakeCardReader, FakeCash, FakeCityHall, FakeClock, FakeDocumentPrinter, FakeQr,
                          FakeReceiptPrinter)
 from tests.unit.engine.conftest import Rig, make_rig
 
@@ -37,7 +37,7 @@ def restart(rig: Rig) -> Rig:
     cash, qr = FakeCash(world, rig.journal), FakeQr(world, rig.journal)
     card, printer = FakeCardReader(world), FakeDocumentPrinter(world)
     engine = Engine(EnginePorts(card, FakeCityHall(world), {"cash": cash, "qr": qr}, printer,
-                                FakeReceiptPrinter(world), clock), rig.journal, TimeoutsSection())
+                                FakeReceiptPrinter(world), clock, voucher_issuer()), rig.journal, TimeoutsSection())
     engine.start()
     return Rig(world, rig.journal, clock, card, rig.cityhall, cash, qr, printer, rig.receipts, engine)
 

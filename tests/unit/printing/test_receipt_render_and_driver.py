@@ -12,11 +12,13 @@ from drivers.printer.receipt_render import Layout, Venue, receipt_rows, render_r
 from kiosk.errors import CoverOpen, PaperOut, PrinterOffline
 from kiosk.i18n import Catalog, catalog, ensure_compiled, languages
 from kiosk.ports import Receipt, ReceiptLine
+from tests.fakes import voucher_issuer
 
-VENUE = Venue("港北市", "本庁舎1階", "kiosk-001", "045-000-0000")
+VENUE = Venue("和光市", "和光市役所 1階ロビー", "wako-honcho-01", "048-424-9100", "和光市役所の窓口")
+VOUCHER = voucher_issuer().issue("K001-20261129-0042", 300, datetime(2026, 11, 29, 15, 30, tzinfo=timezone.utc))
 RECEIPT = Receipt(transaction_id="K001-20261129-0042", issued_at=datetime(2026, 11, 29, 15, 30, tzinfo=timezone.utc),
                   lines=(ReceiptLine("juminhyo", 2, 300), ReceiptLine("cert.hikazei", 1, 200)), total_yen=800,
-                  paid_yen=1000, change_yen=200, method="cash", voucher_yen=300, voucher_code="V-9F",
+                  paid_yen=1000, change_yen=200, method="cash", voucher_yen=300, voucher=VOUCHER,
                   language="ja")
 
 
@@ -26,16 +28,16 @@ def text_of(receipt: Receipt) -> str:
 
 def test_japanese_receipt_has_every_required_item_in_jst():
     text = text_of(RECEIPT)
-    for expected in ("領収書", "港北市", "本庁舎1階", "kiosk-001", "2026年11月30日 00:30", "K001-20261129-0042",
+    for expected in ("領収書", "和光市", "和光市役所 1階ロビー", "wako-honcho-01", "2026年11月30日 00:30", "K001-20261129-0042",
                      "住民票の写し", "2通 × 300円", "600円", "非課税証明書", "合計 800円", "お預かり 1,000円",
-                     "お釣り 200円", "現金", "返金券 300円", "V-9F", "045-000-0000"):
+                     "お釣り 200円", "現金", "返金引換券", "300円", VOUCHER.text, "和光市役所の窓口", "2027年02月28日", "048-424-9100"):
         assert expected in text, expected
-    assert ["qr"] == [r.kind for r in receipt_rows(RECEIPT, VENUE) if r.kind == "qr"]
-    assert next(r.text for r in receipt_rows(RECEIPT, VENUE) if r.kind == "qr") == RECEIPT.transaction_id
+    # the 返金引換券's signed code, then the transaction number
+    assert [r.text for r in receipt_rows(RECEIPT, VENUE) if r.kind == "qr"] == [VOUCHER.code, RECEIPT.transaction_id]
 
 
 def test_english_receipt_and_no_voucher_section_without_a_voucher():
-    receipt = dataclasses.replace(RECEIPT, language="en", voucher_yen=0, voucher_code="", method="qr")
+    receipt = dataclasses.replace(RECEIPT, language="en", voucher_yen=0, voucher=None, method="qr")
     text = text_of(receipt)
     assert "Receipt" in text and "Total ¥800" in text and "QR code payment" in text
     assert "voucher" not in text.lower()
@@ -67,11 +69,11 @@ def test_rendering_is_one_bit_at_the_dot_width_and_deterministic(dots):
 
 
 def test_venue_comes_from_kiosk_config_when_options_leave_it_empty():
-    kiosk = type("K", (), {"city_name": "港北市", "location": "ロビー", "device_id": "kiosk-009",
-                           "inquiry_phone": "045"})()
+    kiosk = type("K", (), {"city_name": "和光市", "location": "ロビー", "device_id": "wako-honcho-09",
+                           "inquiry_phone": "048", "voucher_counter": "市民課"})()
     context = type("C", (), {"config": type("Cfg", (), {"kiosk": kiosk})()})()
     venue = venue_from(ReceiptOptions(location="別館"), context)
-    assert venue == Venue("港北市", "別館", "kiosk-009", "045")
+    assert venue == Venue("和光市", "別館", "wako-honcho-09", "048", "市民課")
 
 
 class FakeTransport:
