@@ -1,31 +1,25 @@
 """The HTTP face of city hall (FastAPI, served by uvicorn through `cityhall serve`).
 
-Kiosk endpoints (/v1/...) are signed per device (sync.signing). Their bodies are read here, not by
-FastAPI, so the checks run in the order a gatekeeper wants: size (413) before authentication (401)
-before content (422 naming the field). ``authenticated_device`` is the reusable dependency for any
-further kiosk endpoint (the journal-ingest API uses it too)::
-
-    @router.post("/v1/journal/batches")
-    def ingest(auth: AuthenticatedRequest = Depends(authenticated_device)): ...
+Kiosk endpoints (/v1/...) are signed per device; the authentication and the body limits live in
+cityhall.requestauth, which this module, the journal ingest and the dashboard import (never the other
+way round, so nothing in cityhall/ imports in a circle).
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from cityhall.devices import Device, DeviceStore
+from cityhall.devices import DeviceStore
+from cityhall.requestauth import Auth
 from cityhall.service import ApiError, IssuanceService
-from sync.signing import SignatureRejected, parse_headers, verify_request
 
 log = logging.getLogger("cityhall")
 M = TypeVar("M", bound=BaseModel)
@@ -88,63 +82,6 @@ def b64(value: str, field: str) -> bytes:
     except (binascii.Error, ValueError):
         raise ApiError(422, "invalid_request", "not valid base64", field=field) from None
 
-
-# --- authentication ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AuthenticatedRequest:
-    device: Device
-    body: bytes
-
-
-async def limited_body(request: Request) -> bytes:
-    limit: int = request.app.state.body_limits.get(request.url.path, request.app.state.max_body_bytes)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}", limit=limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes", limit=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _unauthorized(reason: str, detail: str) -> ApiError:
-    return ApiError(401, "unauthenticated", detail, reason=reason)
-
-
-def authenticated_device(request: Request, body: Annotated[bytes, Depends(limited_body)]) -> AuthenticatedRequest:
-    """Runs in the thread pool (it touches the database)."""
-    state = request.app.state
-    try:
-        signed = parse_headers(request.headers)
-    except SignatureRejected as exc:
-        raise _unauthorized(exc.reason, exc.detail) from None
-    devices: DeviceStore = state.devices
-    device = devices.get(signed.device_id)
-    if device is None:
-        raise _unauthorized("unknown_device", f"device {signed.device_id} is not registered at city hall")
-    if not device.active:
-        raise _unauthorized("device_revoked", f"device {signed.device_id} was revoked")
-    target = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
-    if request.scope.get("query_string"):
-        target += "?" + request.scope["query_string"].decode("latin-1")
-    now = state.clock()
-    try:
-        verify_request(device.key(), signed, request.method, target, body, now, state.max_skew)
-    except SignatureRejected as exc:
-        raise _unauthorized(exc.reason, exc.detail) from None
-    moment = datetime.fromtimestamp(now, timezone.utc)
-    if not devices.remember_nonce(device.device_id, signed.nonce, moment, timedelta(seconds=4 * state.max_skew)):
-        raise _unauthorized("nonce_reused", "this request nonce was already used (a replayed request)")
-    return AuthenticatedRequest(device, body)
-
-
-Auth = Annotated[AuthenticatedRequest, Depends(authenticated_device)]
 
 # --- the app -----------------------------------------------------------------------------------------
 
@@ -266,7 +203,7 @@ def create_app(service: IssuanceService, devices: DeviceStore) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    from cityhall import dashboard, ingest  # they import this module's authentication
+    from cityhall import dashboard, ingest
 
     ingest.install(app)
     dashboard.install(app)

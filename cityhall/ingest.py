@@ -26,7 +26,7 @@ from typing import Annotated, Any, Iterable, Mapping
 
 from fastapi import Depends, FastAPI, Request
 
-from cityhall.app import AuthenticatedRequest, authenticated_device, limited_body
+from cityhall.requestauth import AuthenticatedRequest, authenticated_device, limited_body, set_body_limit
 from cityhall.devices import Device
 from cityhall.service import ApiError
 from cityhall.storage import Database, Transaction, to_db_time
@@ -235,8 +235,8 @@ def install(app: FastAPI) -> JournalStore:
     service = app.state.service
     store = JournalStore(service.db)
     app.state.journal_store = store
-    app.state.body_limits[BATCH_PATH] = MAX_BATCH_BODY_BYTES
-    app.state.body_limits[HEARTBEAT_PATH] = MAX_HEARTBEAT_BODY_BYTES
+    set_body_limit(app, BATCH_PATH, MAX_BATCH_BODY_BYTES)
+    set_body_limit(app, HEARTBEAT_PATH, MAX_HEARTBEAT_BODY_BYTES)
 
     def journal_device(request: Request, body: Annotated[bytes, Depends(limited_body)]) -> AuthenticatedRequest:
         """The shared device authentication, plus a security alert when it fails on the journal endpoints."""

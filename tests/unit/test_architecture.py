@@ -97,6 +97,65 @@ def test_a_planted_forbidden_import_is_caught(tmp_path: Path, package: str, relp
     assert any(expected in line for line in found), found
 
 
+def module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_cycles(root: Path, package: str) -> list[list[str]]:
+    """Import cycles among ``package``'s own modules (every import statement, also inside functions;
+    ``from pkg import name`` counts as importing the submodule ``pkg.name`` when that module exists)."""
+    modules = {module_name(root, p): p for p in sorted((root / package).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for _, imported in imported_modules(root, path):
+            while imported and imported not in modules:  # "from cityhall import x" when x is not a module
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                targets.add(imported)
+        graph[name] = targets
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path_stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path_stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(path_stack[path_stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path_stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def test_nothing_in_cityhall_imports_in_a_circle() -> None:
+    assert import_cycles(ROOT, "cityhall") == []
+
+
+def test_request_authentication_is_one_module_the_routes_import() -> None:
+    for rel in ("cityhall/app.py", "cityhall/ingest.py"):
+        imported = {m for _, m in imported_modules(ROOT, ROOT / rel)}
+        assert "cityhall.requestauth" in imported, rel
+
+
+def test_a_planted_import_cycle_is_caught(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "cityhall", tmp_path / "cityhall", ignore=shutil.ignore_patterns("__pycache__"))
+    assert import_cycles(tmp_path, "cityhall") == []
+    # the shape the authentication had before it moved out of app.py: ingest imports app, app imports ingest
+    ingest = tmp_path / "cityhall" / "requestauth.py"
+    ingest.write_text(ingest.read_text() + "\n\ndef _planted():\n    from cityhall import app\n")
+    cycles = import_cycles(tmp_path, "cityhall")
+    assert any("cityhall.app" in c and "cityhall.requestauth" in c for c in cycles), cycles
+
+
 def test_the_composition_root_may_import_drivers() -> None:
     source = (ROOT / "kiosk" / "compose" / "__init__.py").read_text()
     assert "drivers.card.pcsc" in source
