@@ -74,7 +74,11 @@ class CashOptions:
                                       min=0.05, max=10.0)
     command_timeout: float = setting(20.0, doc="Seconds start/cancel/refund wait for the cash thread.",
                                      min=0.5, max=120.0)
-    reconnect_interval: float = setting(2.0, doc="Seconds between attempts to reopen a lost bus.", min=0.1)
+    reconnect_interval: float = setting(2.0, doc="Seconds before the first attempt to reopen a lost bus; "
+                                                 "doubles after each failure up to reconnect_max.", min=0.1)
+    reconnect_max: float = setting(30.0, doc="Longest wait between attempts to reopen a lost bus.", min=0.1)
+    hopper_reset_settle: float = setting(0.5, doc="Seconds a hopper needs after a software reset before its "
+                                                  "flags are read again.", min=0.0, max=5.0)
 
     def __config_check__(self) -> tuple[str, str, str] | None:
         for coin in self.accepted_coins:
@@ -157,6 +161,7 @@ class CashPayment:
         self._fault: KioskError | None = None
         self._bus_error = ""
         self._next_connect = 0.0
+        self._connect_failures = 0
         self._payments: dict[str, _Payment] = {}
         self._refunds: dict[str, RefundResult] = {}
         # Event counters survive a reconnect, so credits made while the bus was down are still read.
@@ -283,8 +288,7 @@ class CashPayment:
     def _call(self, fn: Callable[[], Any]) -> Any:
         if self._thread is None:
             return fn()
-        if not self._thread.is_alive():
-            raise PaymentDeviceFault("the cash device thread has stopped; restart the kiosk service")
+        self._ensure_owner_thread()
         fut: Future[Any] = Future()
         self._commands.put((fn, fut))
         try:
@@ -299,15 +303,28 @@ class CashPayment:
         next_poll = 0.0
         while not self._stop.is_set():
             try:
-                fn, fut = self._commands.get(timeout=max(0.0, next_poll - time.monotonic()))
-            except queue.Empty:
-                pass
-            else:
-                self._run_command(fn, fut)
-                continue
-            next_poll = time.monotonic() + self.options.poll_interval
-            self._step_devices()
+                try:
+                    fn, fut = self._commands.get(timeout=max(0.0, next_poll - time.monotonic()))
+                except queue.Empty:
+                    pass
+                else:
+                    self._run_command(fn, fut)
+                    continue
+                next_poll = time.monotonic() + self.options.poll_interval
+                self._step_devices()
+            except Exception:  # the only thread that can give money back must outlive any error
+                log.exception("cash owner loop: unexpected error; dropping the bus and carrying on")
+                self._drop_bus_quietly("unexpected error in the cash owner loop")
+                self._schedule_reconnect()
         self._inhibit_all_quietly()
+
+    def _ensure_owner_thread(self) -> None:
+        """DESIGN habit 6: a device thread that died is reported and restarted by its owner."""
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            log.error("the cash owner thread had stopped; restarting it")
+            self._drop_bus_quietly("cash owner thread restarted")
+            self._thread = threading.Thread(target=self._run, name="cash-owner", daemon=True)
+            self._thread.start()
 
     def _run_command(self, fn: Callable[[], Any], fut: Future[Any]) -> None:
         if not fut.set_running_or_notify_cancel():
@@ -333,6 +350,24 @@ class CashPayment:
         except Exception as exc:  # a bug must not kill the only thread that can give money back
             log.exception("cash owner loop: unexpected error")
             self._bus_failed(exc)
+
+    def _schedule_reconnect(self) -> None:
+        """Bounded exponential backoff: reconnect_interval, doubled per failure, at most reconnect_max."""
+        o = self.options
+        wait = min(o.reconnect_interval * (2 ** min(self._connect_failures, 16)), max(o.reconnect_max,
+                                                                                     o.reconnect_interval))
+        self._connect_failures += 1
+        self._next_connect = time.monotonic() + wait
+
+    def _drop_bus_quietly(self, why: str) -> None:
+        try:
+            self._drop_bus(why)
+        except Exception:
+            log.exception("dropping the cash bus failed")
+            with self._lock:
+                self._ready, self._transport = False, None
+                self._acceptor = self._validator = None
+                self._hoppers = []
 
     def _connect(self) -> None:
         o = self.options
@@ -363,17 +398,19 @@ class CashPayment:
                 slots.append(_HopperSlot(hopper))
         except (PaymentDeviceFault, NakReceived, BusyReceived) as exc:
             self._bus_error = str(exc)
-            log.warning("cash devices not ready: %s; retrying in %.1f s", exc, o.reconnect_interval)
-            self._drop_bus(str(exc))
-            self._next_connect = time.monotonic() + o.reconnect_interval
+            self._drop_bus_quietly(str(exc))
+            self._schedule_reconnect()
+            log.warning("cash devices not ready: %s; retrying in %.1f s", exc,
+                        max(0.0, self._next_connect - time.monotonic()))
             return
+        self._connect_failures = 0
         with self._lock:
             self._acceptor, self._validator, self._hoppers = acceptor, validator, slots
             self._enabled = None
             self._bus_error = ""
             self._ready = True
         for slot in slots:
-            self._check_hopper(slot)
+            self._check_hopper(slot, reset_faults=True)
         missing = set(o.accepted_coins) - set(acceptor.coin_table.values())
         if missing:
             log.warning("coin acceptor has no coin position for %s yen; those coins cannot be taken", sorted(missing))
@@ -402,15 +439,17 @@ class CashPayment:
             transport.close()
 
     def _bus_failed(self, exc: BaseException) -> None:
-        """The bus stopped answering: close the money in flight (as far as the devices allow) and reopen."""
+        """The bus stopped answering or its port failed (a pulled cable): drop the handle first — nothing
+        more can be said over it — then close the open payment with everything inserted owed to the
+        resident (journaled as an alarm, so the engine prints a refund voucher), and reopen later."""
         log.error("cash bus failure: %s", exc)
         payment = self._current
         fault = exc if isinstance(exc, KioskError) else PaymentDeviceFault(f"cash device error: {exc}")
+        self._drop_bus_quietly(str(exc))
+        self._bus_error = str(exc)
         if payment is not None and payment.state is PaymentState.PENDING:
             self._abort(payment, fault, amount_at_risk=payment.note_stacking)
-        self._drop_bus(str(exc))
-        self._bus_error = str(exc)
-        self._next_connect = time.monotonic() + self.options.reconnect_interval
+        self._schedule_reconnect()
 
     # --- commands (owner thread) -----------------------------------------------------------------------
 
@@ -810,11 +849,20 @@ class CashPayment:
         log.error("hopper %d (%d yen) out of use: %s", slot.device.address, slot.device.coin_yen, why)
         self._enabled = None  # what can be accepted has changed
 
-    def _check_hopper(self, slot: _HopperSlot) -> None:
+    def _check_hopper(self, slot: _HopperSlot, reset_faults: bool = False) -> None:
         """A hopper is usable when it answers, reports no fault flag and (if it has one) its low sensor
-        is not showing empty after a short payout."""
+        is not showing empty after a short payout.
+
+        With ``reset_faults`` (bus (re)connected: the service restarted or a technician reset the
+        fault) a hopper showing fault flags gets a software reset, the only thing that clears them
+        (spec part 2 §3.90); a fault that is still physically there is flagged again and the hopper
+        stays out of use."""
         try:
             flags = slot.device.test() - {"payout_disabled", "power_up"}
+            if reset_faults and flags & self._fault_flags():
+                log.warning("hopper %d (%d yen) shows %s; resetting it to clear the flags", slot.device.address,
+                            slot.device.coin_yen, sorted(flags))
+                flags = slot.device.reset(self.options.hopper_reset_settle) - {"payout_disabled", "power_up"}
             level = slot.device.level()
         except (PaymentDeviceFault, NakReceived, BusyReceived) as exc:
             self._hopper_unusable(slot, f"no answer: {exc}")

@@ -240,6 +240,16 @@ class Hopper(_Device):
     def level(self) -> codec.PayoutLevel:
         return codec.parse_payout_level(self.request(Header.REQUEST_PAYOUT_HIGH_LOW_STATUS))
 
+    def reset(self, settle: float = 0.3) -> frozenset[str]:
+        """Software reset (header 1): the only way to clear a hopper's fault flags ("must be cleared with
+        a software reset prior to next payout", spec part 2 §3.90; Suzo-Happ Flow manual §7.3). The
+        hopper comes back disabled and with its event counter at 0; a fault still physically present
+        (a coin in the exit) is flagged again by its idle self-test, so the flags are read after
+        ``settle`` seconds and returned."""
+        self.request(Header.RESET_DEVICE)
+        self._sleep(settle)
+        return self.test()
+
     def emergency_stop(self) -> int:
         data = self.request(Header.EMERGENCY_STOP)
         return data[0] if data else 0

@@ -8,6 +8,7 @@ counter instead of sending twice.
 from __future__ import annotations
 
 import logging
+import termios
 import threading
 import time
 from typing import Protocol
@@ -98,7 +99,7 @@ class CcTalkTransport:
                 except FrameError as exc:
                     problem = str(exc)
                     continue
-                except OSError as exc:
+                except (OSError, termios.error) as exc:  # a pulled USB adapter: EIO, ENODEV, a dead tty
                     raise PaymentDeviceFault(f"{self.name}: serial I/O failed talking to address {address}: {exc}",
                                              address=address, header=header) from exc
                 if reply is None:

@@ -99,20 +99,55 @@ class SimBus:
 
 
 class PtyBus:
-    """Serve a SimBus on a pseudo-terminal; the host opens ``path`` with pyserial."""
+    """Serve a SimBus on a pseudo-terminal; the host opens ``path`` with pyserial.
+
+    ``unplug()`` closes the pty and removes the link, as when a USB-serial adapter is pulled: the
+    host's reads and writes fail and the path is gone; ``replug()`` makes a new pty behind the same
+    link (a new /dev/pts number, as a re-plugged adapter gets), with the devices' state unchanged."""
 
     def __init__(self, bus: SimBus, link: str | None = None) -> None:
         self.bus = bus
+        self.link = link
+        self._lock = threading.Lock()
+        self.master = self.slave = -1
+        self.path = ""
+        self._open()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cctalk-pty", daemon=True)
+
+    def _open(self) -> None:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave, termios.TCSANOW)  # no line discipline echo or translation: bytes as sent
         self.path = os.ttyname(self.slave)
-        self.link = link
-        if link:
-            if os.path.islink(link):
-                os.unlink(link)
-            os.symlink(self.path, link)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cctalk-pty", daemon=True)
+        if self.link:
+            if os.path.islink(self.link):
+                os.unlink(self.link)
+            os.symlink(self.path, self.link)
+
+    def _close(self) -> None:
+        for fd in (self.master, self.slave):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.master = self.slave = -1
+        if self.link and os.path.islink(self.link):
+            os.unlink(self.link)
+
+    @property
+    def plugged(self) -> bool:
+        return self.master >= 0
+
+    def unplug(self) -> None:
+        with self._lock:
+            self._close()
+
+    def replug(self) -> str:
+        with self._lock:
+            if not self.plugged:
+                self._open()
+            return self.path
 
     def start(self) -> "PtyBus":
         self._thread.start()
@@ -121,30 +156,36 @@ class PtyBus:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        if self.link and os.path.islink(self.link):
-            os.unlink(self.link)
+        with self._lock:
+            self._close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            ready, _, _ = select.select([self.master], [], [], 0.01)
+            master = self.master
+            if master < 0:
+                time.sleep(0.01)
+                self.bus.tick()
+                continue
+            try:
+                ready, _, _ = select.select([master], [], [], 0.01)
+            except (OSError, ValueError):  # unplugged between the check and the select
+                continue
             if ready:
                 try:
-                    data = os.read(self.master, 512)
+                    data = os.read(master, 512)
                 except OSError:  # the host side went away; keep serving for the next open
                     time.sleep(0.01)
                     continue
                 out = self.bus.receive(data)
                 if out:
-                    echo_len = len(data) if self.bus.echo else 0
-                    if echo_len:
-                        os.write(self.master, out[:echo_len])
-                    if len(out) > echo_len:
-                        if self.bus.reply_delay:
-                            time.sleep(self.bus.reply_delay)
-                        os.write(self.master, out[echo_len:])
+                    try:
+                        echo_len = len(data) if self.bus.echo else 0
+                        if echo_len:
+                            os.write(master, out[:echo_len])
+                        if len(out) > echo_len:
+                            if self.bus.reply_delay:
+                                time.sleep(self.bus.reply_delay)
+                            os.write(master, out[echo_len:])
+                    except OSError:
+                        pass  # unplugged mid-reply: the bytes are lost on the wire, as on a real cable
             self.bus.tick()

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                     escrow_timeout=args.escrow_timeout)
     control_path = args.control or os.path.join(tempfile.mkdtemp(prefix="cctalk-"), "control.sock")
     pty = PtyBus(bus, link=args.link).start()
-    control = ControlServer(control_path, CashSimController(bus)).start()
+    control = ControlServer(control_path, CashSimController(bus, pty)).start()
     print(f"pty: {args.link or pty.path}", flush=True)
     print(f"pty-device: {pty.path}", flush=True)
     print(f"control: {control_path}", flush=True)

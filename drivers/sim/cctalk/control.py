@@ -18,6 +18,10 @@ One request per line, ``{"cmd": "insert_coin", "value": 500}``; one answer per l
     hopper_fill address coins          refill
     hopper_refuse address on           answer NAK to dispense
     hopper_drop_dispense_reply address pay, but lose the reply to the next dispense
+    hopper_jam address                 a coin sticks in the exit: the next payout aborts with a jam flag
+    hopper_clear_jam address           a technician removed the stuck coin (flags stay until a reset)
+    unplug                             the USB-serial cable is pulled: the pty closes, its link vanishes
+    replug                             plugged back: a new pty behind the same link, devices unchanged
     stall seconds                      no device answers for that long
     drop_replies count                 the next replies are lost
     bad_checksum count                 the next replies have a wrong checksum
@@ -38,8 +42,9 @@ from .devices import SimCoinAcceptor, SimHopper, SimNoteValidator
 
 
 class CashSimController:
-    def __init__(self, bus: SimBus) -> None:
+    def __init__(self, bus: SimBus, pty: Any = None) -> None:
         self.bus = bus
+        self.pty = pty  # the PtyBus, for unplug / replug
 
     @property
     def coin(self) -> SimCoinAcceptor:
@@ -112,6 +117,14 @@ class CashSimController:
             self.hopper(a["address"]).dispense_refused = bool(a.get("on", True))
         elif cmd == "hopper_drop_dispense_reply":
             self.hopper(a["address"]).drop_next_dispense_reply = True
+        elif cmd == "hopper_jam":
+            self.hopper(a["address"]).jammed = True
+        elif cmd == "hopper_clear_jam":
+            self.hopper(a["address"]).jammed = False
+        elif cmd in ("unplug", "replug"):
+            if self.pty is None:
+                raise ValueError("this emulator is not behind a pty")
+            return self.pty.unplug() if cmd == "unplug" else self.pty.replug()
         elif cmd == "stall":
             bus.stalled_until = bus.clock() + float(a["seconds"])
         elif cmd == "drop_replies":
@@ -227,6 +240,12 @@ class CashSimClient:
 
     def hopper_fill(self, address: int, coins: int) -> None:
         self.call("hopper_fill", address=address, coins=coins)
+
+    def unplug(self) -> None:
+        self.call("unplug")
+
+    def replug(self) -> str:
+        return self.call("replug")
 
     def stall(self, seconds: float) -> None:
         self.call("stall", seconds=seconds)

@@ -15,6 +15,13 @@ from drivers.payment.cctalk.codec import ChecksumMode, Header
 NAK = object()  # handle() returns this to answer with header 5
 SILENT = None  # unknown header: a real device does not answer at all
 
+# Test hopper flags that "must be cleared with a software reset prior to next payout" (ccTalk spec
+# part 2 §3.90 as quoted in Kosta-Git/cc-talk-rs cc_talk_core/src/common/hopper_flags.rs; Suzo-Happ
+# Flow 18-ccTalk manual §7.3: "If any error flags are set ... issue a RESET command").
+RESET_CLEARED_FLAGS = frozenset({"max_current_exceeded", "opto_blocked_idle", "opto_short_idle",
+                                 "opto_blocked_payout", "opto_short_payout", "opto_fraud",
+                                 "motor_reverse_limit", "inductive_coil_fault"})
+
 COIN_IDS = ("JP001A", "JP005A", "JP010A", "JP050A", "JP100A", "JP500A", "JP500B")
 BILL_IDS = ("JP1000A", "JP2000A", "JP5000A")
 
@@ -291,6 +298,8 @@ class SimHopper(SimDevice):
         self.dispense_refused = False
         self._next_coin_at = 0.0
         self._stalled_since: float | None = None
+        self.jammed = False  # physical truth: a coin is stuck in the exit path
+        self.flags.add("power_up")  # power has just been applied (cleared by a software reset)
 
     def fill(self, coins: int) -> None:
         self.coins = coins
@@ -300,6 +309,12 @@ class SimHopper(SimDevice):
     def tick(self) -> None:
         now = self.clock()
         while self.remaining and now >= self._next_coin_at:
+            if self.jammed:
+                # The motor reverses to clear the jam until its limit, then the payout is aborted; the
+                # flag stays set until a software reset (spec part 2 §3.90, Test hopper register 2 bit 4).
+                self.unpaid, self.remaining = self.remaining, 0
+                self.flags |= {"motor_reversed", "motor_reverse_limit"}
+                return
             if self.coins <= 0:
                 # An empty hopper turns its motor until the payout times out (about 3 coin times).
                 if self._stalled_since is None:
@@ -324,8 +339,9 @@ class SimHopper(SimDevice):
             return b""
         if header == Header.DISPENSE_HOPPER_COINS and data:
             count = data[-1]  # plain mode: [N]; security bytes, if any, precede it
-            if not self.enabled or self.remaining or count == 0 or self.dispense_refused:
-                return NAK
+            if not self.enabled or self.remaining or count == 0 or self.dispense_refused \
+                    or self.flags & RESET_CLEARED_FLAGS:
+                return NAK  # Suzo-Happ Flow manual §7.3: NAK while a fault flag is set or the exit is blocked
             self.counter = codec.next_event_counter(self.counter)
             self.remaining, self.paid, self.unpaid = count, 0, 0
             self.flags.discard("payout_timeout")
@@ -355,8 +371,13 @@ class SimHopper(SimDevice):
         if header == Header.PERFORM_SELF_CHECK:
             return b"\x00"
         if header == Header.RESET_DEVICE:
+            # A software reset clears the fault flags and the power-up flag; the hopper comes back
+            # disabled (needs Enable hopper). A coin still stuck in the exit is seen again by the idle
+            # opto test, so a jam that was not cleared shows up again as "path blocked during idle".
             self.enabled, self.counter, self.remaining = False, 0, 0
-            self.flags.add("power_up")
+            self.flags -= RESET_CLEARED_FLAGS | {"power_up", "payout_timeout", "motor_reversed"}
+            if self.jammed:
+                self.flags.add("opto_blocked_idle")
             return b""
         return SILENT
 

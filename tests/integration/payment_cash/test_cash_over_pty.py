@@ -208,3 +208,60 @@ def test_crc16_without_echo(rig: CashRig) -> None:
     status = wait_for(cash, "t13", settled)
     assert (status.state, status.change_paid) == (PaymentState.PAID, 50)
     assert_balanced(rig, fees_kept=150)
+
+
+def wait_available(cash, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while cash.available() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cash.available() is None, cash.available()
+
+
+def test_cable_pulled_mid_payment_owes_the_money_and_the_bus_comes_back(rig: CashRig) -> None:
+    """Issue #16: the owner thread survived no I/O error; the 100 yen in ended neither credited nor owed."""
+    cash = rig.open_cash()
+    cash.start("u1", 300, "")
+    rig.sim.insert_coin(100)
+    wait_for(cash, "u1", lambda s: s.amount_in == 100)
+    rig.sim.unplug()
+    status = wait_for(cash, "u1", settled, timeout=10)
+    assert (status.state, status.amount_in, status.unpaid_to_resident) == (PaymentState.CANCELLED, 100, 100)
+    assert rig.ledger.unpaid() == 100  # journaled as owed: the engine prints a refund voucher
+    time.sleep(0.5)  # a few failed reopen attempts while the cable is out
+    assert cash.available() is not None
+    rig.sim.replug()
+    wait_available(cash)
+    cash.start("u2", 300, "")
+    rig.sim.insert_coin(500)
+    status = wait_for(cash, "u2", settled)
+    assert (status.state, status.change_paid) == (PaymentState.PAID, 200)
+    assert_balanced(rig, fees_kept=300)
+
+
+def test_hopper_jam_is_cleared_by_a_technician_reset(rig: CashRig) -> None:
+    """ccTalk spec part 2 §3.90: hopper fault flags 'must be cleared with a software reset prior to next
+    payout'; before the fix a hopper that had jammed stayed out of use after the technician's reset."""
+    cash = rig.open_cash(hopper_reset_settle=0.05)
+    rig.sim.call("hopper_jam", address=3)
+    cash.start("j1", 300, "")
+    rig.sim.insert_coin(500)
+    status = wait_for(cash, "j1", settled, timeout=15)
+    assert (status.state, status.change_paid) == (PaymentState.PAID, 200)  # paid from the 10-yen hopper
+    hoppers = {h["address"]: h for h in rig.sim.state()["hoppers"]}
+    assert hoppers[3]["paid_out_yen"] == 0 and hoppers[4]["paid_out_yen"] == 200
+    assert "motor_reverse_limit" in hoppers[3]["flags"]
+    cash.reset_fault()  # technician reset with the coin still stuck: the hopper flags it again
+    assert "opto_blocked_idle" in {h["address"]: h for h in rig.sim.state()["hoppers"]}[3]["flags"]
+    cash.start("j2", 400, "")
+    rig.sim.insert_coin(500)
+    assert wait_for(cash, "j2", settled, timeout=15).change_paid == 100
+    assert {h["address"]: h for h in rig.sim.state()["hoppers"]}[3]["paid_out_yen"] == 0
+    rig.sim.call("hopper_clear_jam", address=3)  # the technician removes the coin, then resets
+    cash.reset_fault()
+    wait_available(cash)
+    cash.start("j3", 400, "")
+    rig.sim.insert_coin(500)
+    assert wait_for(cash, "j3", settled, timeout=15).change_paid == 100
+    hoppers = {h["address"]: h for h in rig.sim.state()["hoppers"]}
+    assert hoppers[3]["paid_out_yen"] == 100 and not set(hoppers[3]["flags"]) - {"payout_disabled"}
+    assert_balanced(rig, fees_kept=300 + 400 + 400)
