@@ -2,6 +2,7 @@
 
     kiosk-sim card ...      virtual My Number card behind pcscd/vpcd
     kiosk-sim cash ...      ccTalk coin acceptor, note validator and hoppers on a pty
+    kiosk-sim id003 ...     JCM ID-003 note validator on a pty
     kiosk-sim qr ...        PayPay-style QR payment provider over HTTP
     kiosk-sim escpos ...    ESC/POS receipt printer on TCP
 """
@@ -13,6 +14,7 @@ import sys
 EMULATORS = {
     "card": ("drivers.sim.jpki_card.cli", "virtual My Number card behind pcscd/vpcd"),
     "cash": ("drivers.sim.cctalk.cli", "ccTalk coin acceptor, note validator and hoppers on a pty"),
+    "id003": ("drivers.sim.id003.cli", "JCM ID-003 note validator on a pty"),
     "qr": ("drivers.sim.qr_provider.cli", "PayPay-style QR payment provider over HTTP"),
     "escpos": ("drivers.sim.escpos_printer.cli", "ESC/POS receipt printer on TCP"),
 }

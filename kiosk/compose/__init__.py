@@ -25,7 +25,7 @@ from kiosk.ports import CardReader, CityHallClient, DocumentPrinter, PaymentProv
 log = logging.getLogger("kiosk.compose")
 
 #: Modules whose import registers the drivers (see kiosk.registry).
-DRIVER_MODULES = ("drivers.card.pcsc", "drivers.payment.cash", "drivers.payment.qr", "drivers.printer",
+DRIVER_MODULES = ("drivers.card.pcsc", "drivers.payment.cash.provider", "drivers.payment.qr", "drivers.printer",
                   "sync.issuance_client")
 
 

@@ -12,8 +12,9 @@ from typing import Callable
 
 from kiosk.errors import PaymentDeviceFault
 
+from ..cash.devices import EscrowEmpty, NoteEvent, NoteEventKind, PollResult
 from . import codec
-from .codec import BillEventKind, CoinEventKind, Header, HopperStatus
+from .codec import CoinEventKind, Header, HopperStatus
 from .transport import CcTalkTransport, NakReceived
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,6 @@ class CoinEvent:
     text: str = ""
 
 
-@dataclass(frozen=True)
-class PollResult:
-    events: tuple  # CoinEvent or BillEvent, oldest first
-    lost: int
-    device_reset: bool
-
-
 class CoinAcceptor(_BufferedEventDevice):
     category = "coin acceptor"
     buffer_header = Header.READ_BUFFERED_CREDIT
@@ -136,14 +130,7 @@ class CoinAcceptor(_BufferedEventDevice):
         return PollResult(tuple(events), unread.lost, unread.device_reset)
 
 
-@dataclass(frozen=True)
-class BillEvent:
-    kind: BillEventKind | None  # None: a bill event with a bill type (credit or escrow)
-    bill_type: int = 0
-    value: int = 0
-    escrow: bool = False  # True: held in escrow, route it now; False with a type: stacked (credit)
-    code: int = 0
-    text: str = ""
+BillEvent = NoteEvent  # the ccTalk name for a note event
 
 
 class NoteValidator(_BufferedEventDevice):
@@ -183,7 +170,7 @@ class NoteValidator(_BufferedEventDevice):
                 events.append(BillEvent(kind=None, bill_type=a, value=self.bill_table.get(a, 0), escrow=(b == 1)))
             else:
                 kind, text = codec.classify_bill_event(b)
-                events.append(BillEvent(kind=kind, code=b, text=text))
+                events.append(BillEvent(kind=NoteEventKind(kind.value), code=b, text=text))
         return PollResult(tuple(events), unread.lost, unread.device_reset)
 
     def route(self, stack: bool) -> None:
@@ -201,10 +188,6 @@ class NoteValidator(_BufferedEventDevice):
         reply = self.request(Header.ROUTE_BILL, bytes((codec.BILL_ROUTE_EXTEND_ESCROW,)))
         if reply and reply[0] == 254:
             raise EscrowEmpty(codec.BILL_ROUTE_ERRORS[254])
-
-
-class EscrowEmpty(Exception):
-    """Route bill answered 254: there is no note in escrow."""
 
 
 @dataclass(frozen=True)

@@ -24,103 +24,31 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Mapping
 
-from kiosk.config import setting
 from kiosk.errors import (CashEventsLost, CoinJam, FraudAttempt, HopperEmpty, KioskError, PaymentDeviceFault,
                           PaymentError, RefundFailed)
 from kiosk.ports import MoneyLedger, PaymentState, PaymentStatus, RefundResult
 from kiosk.registry import register
 
-from .cctalk.codec import BillEventKind, ChecksumMode, CoinEventKind
-from .cctalk.devices import BillEvent, CoinAcceptor, CoinEvent, EscrowEmpty, Hopper, NoteValidator
-from .cctalk.transport import BusyReceived, CcTalkTransport, NakReceived, SerialLike, open_serial
+from ..cctalk.codec import ChecksumMode, CoinEventKind
+from ..cctalk.devices import CoinAcceptor, CoinEvent, Hopper, NoteValidator
+from ..cctalk.transport import BusyReceived, CcTalkTransport, NakReceived, SerialLike, open_serial
+from ..id003.codec import Status as Id003Status
+from ..id003.transport import Id003Transport
+from ..id003.transport import SerialLike as Id003SerialLike
+from ..id003.transport import open_serial as open_id003_serial
+from ..id003.validator import Id003NoteValidator
+from .devices import EscrowEmpty, NoteEvent, NoteEventKind, NoteValidatorDevice
+from .options import CashOptions
+from .rules import Payment, note_acceptable, plan_change
 
 log = logging.getLogger(__name__)
 
-JAPANESE_COINS = (1, 5, 10, 50, 100, 500)
-JAPANESE_NOTES = (1000, 2000, 5000, 10000)
 IDLE_KEY = "cash-idle"  # ledger key for money that arrives while no payment is collecting
 NOTE_STACK_TIMEOUT = 10.0  # seconds from "stack it" to the validator's credit event
 ESCROW_EXTEND_EVERY = 5.0  # seconds between "keep holding the note" (154/255) while the resident adds coins
 HOPPER_RECHECK_INTERVAL = 10.0  # seconds between level checks of a hopper believed empty
-
-
-@dataclass(frozen=True)
-class HopperOptions:
-    address: int = setting(doc="ccTalk address of this hopper (3, then 4-10).", min=3, max=10)
-    coin_yen: int = setting(doc="The coin this hopper pays, in yen (10, 50, 100 or 500).")
-
-
-@dataclass(frozen=True)
-class CashOptions:
-    port: str = setting("/dev/ttyUSB0", doc="Serial port of the ccTalk bus (prefer /dev/serial/by-id/...).")
-    echo: bool = setting(True, doc="The interface loops sent bytes back (single-wire ccTalk); false for "
-                                   "interfaces that remove the echo themselves.")
-    checksum: Literal["simple", "crc16"] = setting("simple", doc="ccTalk checksum: 8-bit 'simple' or 'crc16'.")
-    coin_acceptor_address: int = setting(2, doc="ccTalk address of the coin acceptor.", min=2, max=17)
-    note_validator_address: int = setting(40, doc="ccTalk address of the note validator; 0 = none fitted.",
-                                          min=0, max=47)
-    hoppers: tuple[HopperOptions, ...] = setting(
-        (HopperOptions(address=3, coin_yen=100), HopperOptions(address=4, coin_yen=10)),
-        doc="Change hoppers ([[cash.hoppers]] address, coin_yen); none = exact amount only.")
-    accepted_coins: tuple[int, ...] = setting((10, 50, 100, 500), doc="Coins accepted, yen.")
-    accepted_notes: tuple[int, ...] = setting((1000,), doc="Notes accepted, yen (only 1000 by default).")
-    poll_interval: float = setting(0.1, doc="Seconds between event polls (spec: 0.1-0.2).", min=0.005, max=1.0)
-    reply_timeout: float = setting(0.2, doc="Seconds to wait for a device's reply.", min=0.01, max=5.0)
-    retries: int = setting(3, doc="Re-sends of a command after silence or a bad checksum (never for payout).",
-                           min=0, max=5)
-    seconds_per_coin: float = setting(1.0, doc="Hopper payout time allowed per coin before emergency stop.",
-                                      min=0.05, max=10.0)
-    command_timeout: float = setting(20.0, doc="Seconds start/cancel/refund wait for the cash thread.",
-                                     min=0.5, max=120.0)
-    reconnect_interval: float = setting(2.0, doc="Seconds before the first attempt to reopen a lost bus; "
-                                                 "doubles after each failure up to reconnect_max.", min=0.1)
-    reconnect_max: float = setting(30.0, doc="Longest wait between attempts to reopen a lost bus.", min=0.1)
-    hopper_reset_settle: float = setting(0.5, doc="Seconds a hopper needs after a software reset before its "
-                                                  "flags are read again.", min=0.0, max=5.0)
-
-    def __config_check__(self) -> tuple[str, str, str] | None:
-        for coin in self.accepted_coins:
-            if coin not in JAPANESE_COINS:
-                return ("accepted_coins", f"yen coins from {JAPANESE_COINS}", str(coin))
-        for note in self.accepted_notes:
-            if note not in JAPANESE_NOTES:
-                return ("accepted_notes", f"yen notes from {JAPANESE_NOTES}", str(note))
-        addresses = [h.address for h in self.hoppers]
-        if len(set(addresses)) != len(addresses):
-            return ("hoppers", "distinct hopper addresses", str(addresses))
-        for i, hopper in enumerate(self.hoppers):
-            if hopper.coin_yen not in JAPANESE_COINS:
-                return (f"hoppers[{i}].coin_yen", f"a yen coin from {JAPANESE_COINS}", str(hopper.coin_yen))
-        if not self.accepted_coins and not self.accepted_notes:
-            return ("accepted_coins", "at least one coin or note accepted", "none")
-        return None
-
-
-@dataclass
-class _Payment:
-    key: str
-    amount_due: int
-    state: PaymentState = PaymentState.PENDING
-    amount_in: int = 0
-    change_paid: int = 0
-    returned: int = 0
-    unpaid: int = 0
-    exact_amount_only: bool = False
-    detail: str = ""
-    note_in_escrow: int = 0
-    note_stacking: int = 0
-    note_stacking_since: float = 0.0
-    note_escrow_extended: float = 0.0
-    closing: bool = False  # cancel or fault in progress: credits no longer complete the payment
-    refunded: int = 0
-
-    def status(self, provider_ref: str = "") -> PaymentStatus:
-        return PaymentStatus(key=self.key, state=self.state, amount_due=self.amount_due, amount_in=self.amount_in,
-                             change_paid=self.change_paid, returned=self.returned,
-                             unpaid_to_resident=self.unpaid, provider_ref=provider_ref,
-                             exact_amount_only=self.exact_amount_only, detail=self.detail)
 
 
 @dataclass
@@ -131,13 +59,6 @@ class _HopperSlot:
     checked_at: float = 0.0
 
 
-def can_make(amount: int, coin_values: list[int]) -> bool:
-    """Can ``amount`` be paid with unlimited coins of ``coin_values``? (Greedy is exact for yen coins.)"""
-    for value in sorted(set(coin_values), reverse=True):
-        amount %= value
-    return amount == 0
-
-
 class CashPayment:
     """kiosk.ports.PaymentProvider for cash. See the module docstring for the rules it keeps."""
 
@@ -145,28 +66,37 @@ class CashPayment:
 
     def __init__(self, options: CashOptions, ledger: MoneyLedger, *,
                  open_port: Callable[[], SerialLike] | None = None, owner_thread: bool = True,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 open_note_port: Callable[[], Id003SerialLike] | None = None,
+                 hopper_float: Mapping[int, int] | None = None) -> None:
         self.options = options
         self.ledger = ledger
         self._open_port = open_port or (lambda: open_serial(options.port, options.reply_timeout))
+        self._open_note_port = open_note_port or (lambda: open_id003_serial(options.id003.port,
+                                                                            options.id003.reply_timeout))
+        self._note_transport: Id003Transport | None = None
+        # Coins believed in each hopper (coin yen → coins), from the journal's cash book at start and
+        # then from every payout; a coin missing here is not counted (assumed enough).
+        self._float: dict[int, int] = dict(hopper_float or {})
+        self._stacked_notes: dict[int, int] = {}  # notes stacked since start, by value
         self._sleep = sleep
         self._lock = threading.RLock()
         self._commands: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
         self._stop = threading.Event()
         self._transport: CcTalkTransport | None = None
         self._acceptor: CoinAcceptor | None = None
-        self._validator: NoteValidator | None = None
+        self._validator: NoteValidatorDevice | None = None
         self._hoppers: list[_HopperSlot] = []
         self._ready = False
         self._fault: KioskError | None = None
         self._bus_error = ""
         self._next_connect = 0.0
         self._connect_failures = 0
-        self._payments: dict[str, _Payment] = {}
+        self._payments: dict[str, Payment] = {}
         self._refunds: dict[str, RefundResult] = {}
         # Event counters survive a reconnect, so credits made while the bus was down are still read.
         self._saved_counters: dict[int, int] = {}
-        self._current: _Payment | None = None
+        self._current: Payment | None = None
         self._last_key = IDLE_KEY
         self._enabled: tuple[frozenset[int], frozenset[int]] | None = None
         self.polls = 0  # event polls done (bench and tests)
@@ -188,7 +118,7 @@ class CashPayment:
                                      detail=f"E{PaymentDeviceFault.code} cash devices not ready"
                                             + (f": {self._bus_error}" if self._bus_error else ""))
             step = self._smallest_step()
-            if not can_make(step, self._usable_coin_values()):
+            if plan_change(step, self._held()) is None:
                 return PaymentStatus(key="", state=PaymentState.PENDING, amount_due=0, exact_amount_only=True,
                                      detail="exact amount only: the hoppers cannot give change")
         return None
@@ -365,7 +295,7 @@ class CashPayment:
         except Exception:
             log.exception("dropping the cash bus failed")
             with self._lock:
-                self._ready, self._transport = False, None
+                self._ready, self._transport, self._note_transport = False, None, None
                 self._acceptor = self._validator = None
                 self._hoppers = []
 
@@ -381,14 +311,17 @@ class CashPayment:
             acceptor.read_coin_table()
             acceptor.set_accepting(set())
             self._resume_counter(acceptor)
-            validator = None
-            if o.note_validator_address:
-                validator = NoteValidator(transport, o.note_validator_address)
-                validator.check_category()
-                validator.read_bill_table()
-                validator.use_escrow()
-                validator.set_accepting(set())
-                self._resume_counter(validator)
+            validator: NoteValidatorDevice | None = None
+            if o.note_validator == "cctalk" and o.note_validator_address:
+                cctalk_validator = NoteValidator(transport, o.note_validator_address)
+                cctalk_validator.check_category()
+                cctalk_validator.read_bill_table()
+                cctalk_validator.use_escrow()
+                cctalk_validator.set_accepting(set())
+                self._resume_counter(cctalk_validator)
+                validator = cctalk_validator
+            elif o.note_validator == "id003":
+                validator = self._connect_id003()
             slots = []
             for h in o.hoppers:
                 hopper = Hopper(transport, h.address, h.coin_yen, seconds_per_coin=o.seconds_per_coin,
@@ -418,6 +351,31 @@ class CashPayment:
                  sorted(set(validator.bill_table.values())) if validator else [],
                  [(s.device.address, s.device.coin_yen, s.usable) for s in slots])
         self._apply_enables()
+        self._journal_float("devices ready")
+
+    def _connect_id003(self) -> Id003NoteValidator:
+        o = self.options.id003
+        port = self._open_note_port()
+        try:
+            note_transport = Id003Transport(port, reply_timeout=o.reply_timeout, retries=o.retries,
+                                            name="cash ID-003")
+        except Exception as exc:
+            port.close()  # or its exclusive lock keeps the next attempt out
+            raise PaymentDeviceFault(f"cannot set up the ID-003 serial port {o.port}: {exc}") from exc
+        self._note_transport = note_transport
+        validator = Id003NoteValidator(note_transport, o.table(), reset_timeout=o.reset_timeout, sleep=self._sleep)
+        found = validator.setup()
+        if found is Id003Status.POWER_UP_BILL_IN_STACKER:
+            # Power was lost while a note was going into the stacker: the reset finished stacking it and
+            # no credit was (or will be) reported. The journal says so, with the largest note at risk.
+            self._alarm(PaymentDeviceFault.code, "the note validator powered up with a note in its stacker: a "
+                        "note was stacked without a credit when the power failed; count the cash box against "
+                        "the ledger", max(self.options.accepted_notes, default=0))
+        elif found is Id003Status.POWER_UP_BILL_IN_ACCEPTOR:
+            log.warning("note validator powered up with a note in the acceptor: it gave the note back")
+        log.info("ID-003 note validator ready (%s, found %s)", validator.version or "version unknown",
+                 found.name.lower())
+        return validator
 
     def _resume_counter(self, device: CoinAcceptor | NoteValidator) -> None:
         saved = self._saved_counters.get(device.address)
@@ -433,10 +391,12 @@ class CashPayment:
                     self._saved_counters[device.address] = device.last_counter
             self._ready = False
             transport, self._transport = self._transport, None
+            note_transport, self._note_transport = self._note_transport, None
             self._acceptor = self._validator = None
             self._hoppers = []
-        if transport is not None:
-            transport.close()
+        for t in (transport, note_transport):
+            if t is not None:
+                t.close()
 
     def _bus_failed(self, exc: BaseException) -> None:
         """The bus stopped answering or its port failed (a pulled cable): drop the handle first — nothing
@@ -464,7 +424,7 @@ class CashPayment:
             current = self._current
             if current is not None and current.state is PaymentState.PENDING:
                 raise PaymentError(f"cash payment {current.key} is still collecting; cancel it first")
-            payment = _Payment(key=key, amount_due=amount, detail=description)
+            payment = Payment(key=key, amount_due=amount, detail=description)
             self._payments[key] = payment
             self._current = payment
             self._last_key = key
@@ -524,6 +484,10 @@ class CashPayment:
             notes = validator.poll()
             for event in notes.events:
                 self._on_note(event)
+            if notes.device_reset and isinstance(validator, Id003NoteValidator):
+                # ID-003 keeps no event counter, so nothing was lost but the state: reopen and re-initialise
+                # it; a note it was stacking is reported by its power-up status (see _connect_id003).
+                raise PaymentDeviceFault("the note validator lost power or was reset")
             if notes.lost or notes.device_reset:
                 self._events_lost("note validator", notes.lost, notes.device_reset,
                                   max(self.options.accepted_notes, default=0))
@@ -571,7 +535,7 @@ class CashPayment:
             else:
                 log.warning("coin acceptor: %s (code %d); self-check OK", event.text, event.code)
 
-    def _on_note(self, event: BillEvent) -> None:
+    def _on_note(self, event: NoteEvent) -> None:
         validator = self._validator
         payment = self._current
         if event.kind is None:
@@ -583,23 +547,25 @@ class CashPayment:
             if payment is not None:
                 payment.note_in_escrow = 0
             if event.value:
+                with self._lock:
+                    self._stacked_notes[event.value] = self._stacked_notes.get(event.value, 0) + 1
                 self._credit(event.value, f"note {event.value}")
             else:
                 self._alarm(PaymentDeviceFault.code, f"note validator stacked bill type {event.bill_type}, which is "
                             f"not in its bill table", max(self.options.accepted_notes, default=0))
             return
         kind = event.kind
-        if kind is BillEventKind.RETURNED:
+        if kind is NoteEventKind.RETURNED:
             if payment is not None:
                 payment.note_in_escrow = 0
                 payment.note_stacking = 0
-        elif kind in (BillEventKind.STATUS, BillEventKind.REJECTED):
+        elif kind in (NoteEventKind.STATUS, NoteEventKind.REJECTED):
             if event.code == 21:  # unknown bill type stacked: money in the box the kiosk cannot value
                 self._alarm(PaymentDeviceFault.code, f"note validator: {event.text}",
                             max(self.options.accepted_notes, default=0))
             else:
                 log.debug("note validator: %s (code %d)", event.text, event.code)
-        elif kind is BillEventKind.STACKER_FULL:
+        elif kind is NoteEventKind.STACKER_FULL:
             log.error("note validator: stacker full; notes disabled until it is emptied")
             if validator is not None:
                 self._validator = None
@@ -608,7 +574,7 @@ class CashPayment:
                 except PaymentDeviceFault as exc:
                     log.warning("could not inhibit the note validator: %s", exc)
             self._alarm(PaymentDeviceFault.code, "note validator stacker full: empty it and reset the fault", 0)
-        elif kind is BillEventKind.FRAUD:
+        elif kind is NoteEventKind.FRAUD:
             self._go_out_of_service(FraudAttempt(f"note validator reports {event.text} (event code {event.code})"),
                                     amount_at_risk=0)
         else:
@@ -616,7 +582,7 @@ class CashPayment:
             self._go_out_of_service(PaymentDeviceFault(f"note validator reports {event.text} "
                                                        f"(event code {event.code})"), amount_at_risk=at_risk)
 
-    def _decide_escrow(self, event: BillEvent) -> None:
+    def _decide_escrow(self, event: NoteEvent) -> None:
         """Stack the note once it (with what is already in) covers the fee; until then hold it in escrow,
         so a resident who cancels gets the very same note back."""
         validator = self._validator
@@ -632,13 +598,19 @@ class CashPayment:
             self._stack_when_covered(payment)
             self._apply_enables()
             return
+        if payment is not None and payment.state is PaymentState.PENDING and not payment.closing \
+                and event.value in self.options.accepted_notes and not self._acceptable(payment, event.value):
+            with self._lock:
+                payment.notes_refused_for_change += 1  # the screen says why (not enough change)
+            log.info("cash payment %s: %d-yen note given back: the change of %d yen cannot be paid from the "
+                     "coins held %s", payment.key, event.value, event.value - payment.still_due, self._held())
         try:
             validator.route(stack=False)
             log.info("note validator: returned a %d-yen note from escrow", event.value)
         except EscrowEmpty:
             log.warning("note validator: escrow already empty when returning a %d-yen note", event.value)
 
-    def _stack_when_covered(self, payment: _Payment) -> None:
+    def _stack_when_covered(self, payment: Payment) -> None:
         validator = self._validator
         if not payment.note_in_escrow or validator is None:
             return
@@ -711,7 +683,7 @@ class CashPayment:
 
     # --- closing a payment -------------------------------------------------------------------------------
 
-    def _complete(self, payment: _Payment) -> None:
+    def _complete(self, payment: Payment) -> None:
         payment.closing = True
         self._inhibit_all_quietly()
         if payment.note_in_escrow:  # coins covered the fee while a note waited in escrow
@@ -731,7 +703,7 @@ class CashPayment:
                  payment.change_paid, unpaid)
         self._apply_enables()
 
-    def _give_back(self, payment: _Payment, state: PaymentState, why: str) -> None:
+    def _give_back(self, payment: Payment, state: PaymentState, why: str) -> None:
         self._inhibit_all_quietly()
         self._return_escrow(payment)
         owed = payment.amount_in - payment.returned
@@ -747,7 +719,7 @@ class CashPayment:
             payment.detail = why
         log.info("cash payment %s: %s; returned %d yen, unpaid %d", payment.key, why, payment.returned, unpaid)
 
-    def _settle_inflight(self, payment: _Payment) -> None:
+    def _settle_inflight(self, payment: Payment) -> None:
         """Before giving money back: stop intake, return an escrowed note, and read the credits in flight."""
         self._inhibit_all_quietly()
         self._return_escrow(payment)
@@ -762,7 +734,7 @@ class CashPayment:
                 return
             self._sleep(self.options.poll_interval)
 
-    def _return_escrow(self, payment: _Payment) -> None:
+    def _return_escrow(self, payment: Payment) -> None:
         validator = self._validator
         if validator is None or not self._ready:
             return
@@ -775,7 +747,7 @@ class CashPayment:
             log.error("could not return the escrowed note: %s", exc)
         payment.note_in_escrow = 0
 
-    def _abort(self, payment: _Payment, error: KioskError, amount_at_risk: int) -> None:
+    def _abort(self, payment: Payment, error: KioskError, amount_at_risk: int) -> None:
         payment.closing = True
         with self._lock:
             payment.detail = f"E{error.code} {error.detail}"
@@ -807,7 +779,7 @@ class CashPayment:
         log.error("cash alarm E%d: %s (%d yen at risk)", code, detail, amount_at_risk)
         self.ledger.alarm(key, code, detail, amount_at_risk=amount_at_risk)
 
-    def _add(self, payment: _Payment, attr: str, yen: int) -> None:
+    def _add(self, payment: Payment, attr: str, yen: int) -> None:
         with self._lock:
             setattr(payment, attr, getattr(payment, attr) + yen)
 
@@ -822,9 +794,16 @@ class CashPayment:
             coin = slot.device.coin_yen
             while slot.usable and remaining >= coin:
                 coins = min(remaining // coin, 255)
+                if coin in self._float:  # never ask a hopper for more coins than the book says it holds
+                    coins = min(coins, self._float[coin])
+                    if coins <= 0:
+                        break
 
                 def paid_now(n: int, coin: int = coin) -> None:
                     self.ledger.money_out(key, n * coin, reason)
+                    if coin in self._float:
+                        with self._lock:
+                            self._float[coin] = max(0, self._float[coin] - n)
                     if on_paid is not None:
                         on_paid(n * coin)
 
@@ -835,11 +814,57 @@ class CashPayment:
                     break
                 remaining -= result.paid * coin
                 if result.paid < coins or not result.accepted:
+                    if result.accepted and "payout_timeout" in result.flags:
+                        with self._lock:
+                            self._float[coin] = 0  # it ran dry: whatever the book said, it is empty now
                     why = ("refused the payout" if not result.accepted else
                            f"paid {result.paid} of {coins} coins") + (f" ({', '.join(sorted(result.flags))})"
                                                                        if result.flags else "")
                     self._hopper_unusable(slot, why)
+        if amount:
+            self._journal_float(f"payout ({reason})")
         return amount - remaining
+
+    # --- the float (coins in each hopper, notes in the stacker) ---------------------------------------
+
+    def record_refill(self, coin_yen: int, coins: int) -> None:
+        """A technician put ``coins`` coins into the ``coin_yen`` hopper (the journal's cash.refill)."""
+        with self._lock:
+            if coin_yen in self._float:
+                self._float[coin_yen] += coins
+            else:
+                self._float[coin_yen] = coins
+        self._enabled = None  # more change: more notes may be taken
+        self._journal_float("refill")
+
+    def float_status(self) -> dict[str, Any]:
+        """The cash float for kioskctl status and the journal (body of a ``cash.float`` event)."""
+        with self._lock:
+            hoppers = [{"address": s.device.address, "coin_yen": s.device.coin_yen,
+                        "coins": self._float.get(s.device.coin_yen), "capacity": self._capacity(s.device.address),
+                        "usable": s.usable, "why_not": s.why_not} for s in self._hoppers]
+            if not hoppers:
+                hoppers = [{"address": h.address, "coin_yen": h.coin_yen, "coins": self._float.get(h.coin_yen),
+                            "capacity": h.capacity, "usable": False, "why_not": "bus not connected"}
+                           for h in self.options.hoppers]
+            notes = dict(sorted(self._stacked_notes.items()))
+        return {"hoppers": hoppers,
+                "stacker": {"notes": {str(v): n for v, n in notes.items()}, "yen": sum(v * n for v, n in notes.items()),
+                            "capacity": self.options.id003.stacker_capacity
+                            if self.options.note_validator == "id003" else None},
+                "accepted_coins": list(self.options.accepted_coins), "accepted_notes": list(self.options.accepted_notes)}
+
+    def _capacity(self, address: int) -> int | None:
+        return next((h.capacity for h in self.options.hoppers if h.address == address), None)
+
+    def _journal_float(self, why: str) -> None:
+        record = getattr(self.ledger, "cash_float", None)
+        if record is None:
+            return
+        try:
+            record({**self.float_status(), "why": why})
+        except Exception:  # the float is information; a failure to journal it must not stop a payout
+            log.exception("could not journal the cash float")
 
     def _hopper_unusable(self, slot: _HopperSlot, why: str) -> None:
         with self._lock:
@@ -882,7 +907,7 @@ class CashPayment:
 
     @staticmethod
     def _fault_flags() -> frozenset[str]:
-        from .cctalk.codec import HOPPER_FAULT_FLAGS, HOPPER_FRAUD_FLAGS
+        from ..cctalk.codec import HOPPER_FAULT_FLAGS, HOPPER_FRAUD_FLAGS
         return (HOPPER_FAULT_FLAGS | HOPPER_FRAUD_FLAGS) - {"payout_timeout"}
 
     def _recheck_hoppers(self) -> None:
@@ -896,15 +921,20 @@ class CashPayment:
 
     # --- what to accept ----------------------------------------------------------------------------------
 
-    def _usable_coin_values(self) -> list[int]:
-        return [s.device.coin_yen for s in self._hoppers if s.usable]
+    def _held(self) -> dict[int, int | None]:
+        """Coins the usable hoppers hold, by value (None: not counted, assume enough)."""
+        held: dict[int, int | None] = {}
+        for slot in self._hoppers:
+            if slot.usable:
+                coin = slot.device.coin_yen
+                held[coin] = self._float.get(coin) if coin in self._float else None
+        return held
 
     def _smallest_step(self) -> int:
         return min(list(self.options.accepted_coins) + list(self.options.accepted_notes))
 
-    def _acceptable(self, payment: _Payment, value: int) -> bool:
-        remaining = payment.amount_due - payment.amount_in - payment.note_in_escrow - payment.note_stacking
-        return value <= remaining or can_make(value - remaining, self._usable_coin_values())
+    def _acceptable(self, payment: Payment, value: int) -> bool:
+        return note_acceptable(payment, value, self._held())
 
     def _apply_enables(self) -> None:
         payment = self._current
