@@ -165,6 +165,11 @@ class PaymentStatus:
     expires_at: datetime | None = None
     exact_amount_only: bool = False
     detail: str = ""
+    # cash: what the devices take right now (shown on the payment screen), and whether a note was just
+    # given back because the change could not be paid (the screen says so)
+    accepted_coins: tuple[int, ...] = ()
+    accepted_notes: tuple[int, ...] = ()
+    change_short: bool = False
 
 
 @dataclass(frozen=True)

@@ -800,7 +800,9 @@ class Engine:
             if p.expires_at is not None:
                 seconds_left = max(0, int((p.expires_at - self.ports.clock.now()).total_seconds()))
             payment = PaymentView(method=txn.method or "", amount_due=p.amount_due, amount_in=p.amount_in,
-                                  change_paid=p.change_paid, qr_payload=p.qr_payload, seconds_left=seconds_left)
+                                  change_paid=p.change_paid, qr_payload=p.qr_payload, seconds_left=seconds_left,
+                                  accepted_coins=p.accepted_coins, accepted_notes=p.accepted_notes,
+                                  change_short=p.change_short)
         warning = None
         key = TIMEOUT_KEYS[self.state]
         if self.state in WAITING_FOR_RESIDENT and key is not None:

@@ -19,6 +19,9 @@ class PaymentView:
     change_paid: int = 0
     qr_payload: str = ""
     seconds_left: int | None = None
+    accepted_coins: tuple[int, ...] = ()  # from the payment driver: the money the devices take now
+    accepted_notes: tuple[int, ...] = ()
+    change_short: bool = False  # a note went back: not enough change for it
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ class EscrowCode:
 @dataclass(frozen=True)
 class Id003Options:
     port: str = setting("/dev/madoguchi-id003", doc="Serial port of the ID-003 note validator (9600 8E1).")
+    parity: Literal["even", "none"] = setting("even", doc="Line parity: 'even' as ID-003 requires (8E1); 'none' "
+                                                        "only for the emulator's pseudo-terminal, which "
+                                                        "carries no parity.")
     reply_timeout: float = setting(0.2, doc="Seconds to wait for the validator's reply.", min=0.01, max=5.0)
     retries: int = setting(3, doc="Re-sends of a frame after silence or a bad CRC.", min=0, max=5)
     escrow_codes: tuple[EscrowCode, ...] = setting(

@@ -72,8 +72,8 @@ class CashPayment:
         self.options = options
         self.ledger = ledger
         self._open_port = open_port or (lambda: open_serial(options.port, options.reply_timeout))
-        self._open_note_port = open_note_port or (lambda: open_id003_serial(options.id003.port,
-                                                                            options.id003.reply_timeout))
+        self._open_note_port = open_note_port or (lambda: open_id003_serial(
+            options.id003.port, options.id003.reply_timeout, options.id003.parity))
         self._note_transport: Id003Transport | None = None
         # Coins believed in each hopper (coin yen → coins), from the journal's cash book at start and
         # then from every payout; a coin missing here is not counted (assumed enough).
@@ -945,9 +945,12 @@ class CashPayment:
             coins = frozenset(v for v in self.options.accepted_coins if self._acceptable(payment, v))
             notes = frozenset(v for v in self.options.accepted_notes if self._acceptable(payment, v)
                               and not payment.note_in_escrow and not payment.note_stacking)
+            shown_notes = notes if self._validator is not None else frozenset()  # none fitted, or stacker full
             with self._lock:
                 payment.exact_amount_only = (coins != frozenset(self.options.accepted_coins)
                                              or notes != frozenset(self.options.accepted_notes))
+                if not payment.note_in_escrow and not payment.note_stacking:
+                    payment.accepting = (tuple(sorted(coins)), tuple(sorted(shown_notes)))
         if (coins, notes) == self._enabled:
             return
         if self._acceptor is not None:

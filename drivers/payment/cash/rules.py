@@ -33,12 +33,15 @@ class Payment:
     closing: bool = False  # cancel or fault in progress: credits no longer complete the payment
     refunded: int = 0
     notes_refused_for_change: int = 0  # notes given back because the change could not be paid
+    accepting: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # coins, notes enabled right now
 
     def status(self, provider_ref: str = "") -> PaymentStatus:
         return PaymentStatus(key=self.key, state=self.state, amount_due=self.amount_due, amount_in=self.amount_in,
                              change_paid=self.change_paid, returned=self.returned,
                              unpaid_to_resident=self.unpaid, provider_ref=provider_ref,
-                             exact_amount_only=self.exact_amount_only, detail=self.detail)
+                             exact_amount_only=self.exact_amount_only, detail=self.detail,
+                             accepted_coins=self.accepting[0], accepted_notes=self.accepting[1],
+                             change_short=self.notes_refused_for_change > 0)
 
     @property
     def still_due(self) -> int:

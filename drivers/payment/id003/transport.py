@@ -35,11 +35,16 @@ class SerialLike(Protocol):
     def close(self) -> None: ...
 
 
-def open_serial(port: str, open_timeout: float) -> SerialLike:
+def open_serial(port: str, open_timeout: float, parity: str = "even") -> SerialLike:
+    """Open the validator's line: 9600 baud, 8 data bits, even parity, 1 stop bit (docs/protocols/id003.md §1).
+
+    ``parity="none"`` exists only for a pseudo-terminal: Linux ptys carry no parity and some kernels
+    refuse PARENB on them (tcsetattr EINVAL), so the emulator's line is opened 8N1."""
     import serial  # the device library is imported only where a real port is opened
 
     try:
-        return serial.Serial(port=port, baudrate=9600, bytesize=serial.EIGHTBITS, parity=serial.PARITY_EVEN,
+        return serial.Serial(port=port, baudrate=9600, bytesize=serial.EIGHTBITS,
+                             parity=serial.PARITY_EVEN if parity == "even" else serial.PARITY_NONE,
                              stopbits=serial.STOPBITS_ONE, timeout=min(INTER_BYTE_TIMEOUT, open_timeout),
                              write_timeout=open_timeout,
                              xonxoff=False, rtscts=False, dsrdtr=False, exclusive=True)

@@ -23,6 +23,9 @@ JPY_CODES = {1000: 0x61, 2000: 0x62, 5000: 0x63, 10000: 0x64}  # UNCONFIRMED def
 SERIES = {1000: ("2004", "2024"), 2000: ("2000",), 5000: ("2004", "2024"), 10000: ("2004", "2024")}
 
 
+PHYSICAL_ERRORS = frozenset({Status.STACKER_FULL, Status.STACKER_OPEN, Status.ACCEPTOR_JAM, Status.STACKER_JAM})
+
+
 @dataclass
 class _Note:
     value: int
@@ -144,7 +147,7 @@ class SimId003Validator:
         if self.state in codec.POWER_UP_STATUSES:
             return self._invalid("not reset since power-up")
         if cmd in codec.SETTING_COMMANDS:
-            if self.state not in (Status.INITIALIZE, Status.DISABLED, Status.IDLING) or self.error is not None:
+            if self.state not in (Status.INITIALIZE, Status.DISABLED, Status.IDLING):
                 return self._invalid("settings only while no note is handled")
             return self._setting(Command(cmd), frame.data)
         if Command.GET_DENOMINATION <= cmd <= Command.GET_INHIBIT and not frame.data:
@@ -188,8 +191,8 @@ class SimId003Validator:
         elif was is Status.POWER_UP_BILL_IN_STACKER and self.note is not None:
             self._stack_now()  # the note half way into the stacker is stacked, without a credit
         self.note = None
-        self.error = None
-        self.error_data = b""
+        if self.error not in PHYSICAL_ERRORS:  # a reset cannot empty a stacker or pull out a jammed note
+            self.error, self.error_data = None, b""
         self.settings.clear()
         self.inhibited = True
         self._go(Status.INITIALIZE)

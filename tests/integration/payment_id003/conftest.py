@@ -33,7 +33,8 @@ class MixedRig:
     cash: CashPayment | None = None
 
     def open_cash(self, hopper_float: dict[int, int] | None = None, **overrides: object) -> CashPayment:
-        id003 = overrides.pop("id003", Id003Options(port=self.id003_tty, reply_timeout=0.1, reset_timeout=5.0))
+        id003 = overrides.pop("id003", Id003Options(port=self.id003_tty, parity="none", reply_timeout=0.1,
+                                                     reset_timeout=5.0))
         options = CashOptions(**{**dict(port=self.cctalk_tty, poll_interval=0.02, reply_timeout=0.1, retries=3,
                                         seconds_per_coin=0.5, command_timeout=10.0, reconnect_interval=0.2,
                                         reconnect_max=1.0, note_validator="id003", id003=id003,
