@@ -11,6 +11,7 @@ more than the configured grace is not trusted and no card is accepted until it i
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,22 @@ class CardRefusal(Exception):
 
 class RevocationUnavailable(Exception):
     """The CRL is missing, unreadable, badly signed or too old: cards cannot be checked right now."""
+
+
+PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
+
+
+def _parse_crls(data: bytes, path: Path) -> list[x509.CertificateRevocationList]:
+    """Every CRL in the file: one DER CRL, or one PEM block per CA generation."""
+    try:
+        if data.lstrip().startswith(b"-----"):
+            blocks = PEM_CRL.findall(data)
+            if not blocks:
+                raise ValueError("no X509 CRL PEM block")
+            return [x509.load_pem_x509_crl(block) for block in blocks]
+        return [x509.load_der_x509_crl(data)]
+    except ValueError as exc:
+        raise RevocationUnavailable(f"CRL {path} does not parse: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -74,16 +91,17 @@ class CardVerifier:
             if stamp == self._crl_stamp:
                 return
             data = Path(self.crl_file).read_bytes()
-            try:
-                crl = x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----") \
-                    else x509.load_der_x509_crl(data)
-            except ValueError as exc:
-                raise RevocationUnavailable(f"CRL {self.crl_file} does not parse: {exc}") from None
-            issuer = next((ca for ca in self.cas if ca.subject == crl.issuer), None)
-            if issuer is None or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-                raise RevocationUnavailable(f"CRL {self.crl_file} is not signed by a trusted authentication CA")
-            self._revoked = frozenset(entry.serial_number for entry in crl)
-            self._crl_next_update = crl.next_update_utc
+            revoked: set[int] = set()
+            next_updates = []
+            for crl in _parse_crls(data, self.crl_file):
+                if not any(ca.subject == crl.issuer and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+                           for ca in self.cas):
+                    raise RevocationUnavailable(f"CRL {self.crl_file} is not signed by a trusted authentication CA")
+                revoked.update(entry.serial_number for entry in crl)
+                if crl.next_update_utc is not None:
+                    next_updates.append(crl.next_update_utc)
+            self._revoked = frozenset(revoked)
+            self._crl_next_update = min(next_updates) if next_updates else None
             self._crl_stamp = stamp
 
     def check_revocation_source(self, now: datetime) -> None:

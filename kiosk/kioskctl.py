@@ -158,13 +158,26 @@ def _check_role(role: str, devices: Any, *, deep: bool) -> Check:
         name = reader.reader_name() if hasattr(reader, "reader_name") else "reader"
         present = reader.card_present()
         extra: dict[str, Any] = {"reader": name, "card_present": present}
+        summary = f"{name}; card {'on' if present else 'not on'} the reader"
+        profile = reader.profile(name) if hasattr(reader, "profile") else None
+        if profile is not None:  # the reader's model and limits (drivers/card/readers.py)
+            extra["reader_model"], extra["reader_profile"] = profile.model, profile.describe()
+            summary += f"\n  reader model: {profile.describe()}"
+        for unusable in getattr(reader, "unusable_readers", lambda: [])():
+            summary += f"\n  also plugged in: {unusable}"
+            extra.setdefault("unusable_readers", []).append(unusable)
         if deep and present:
+            started = time.monotonic()
             session = reader.open_session()
             try:
-                extra["certificate_bytes"] = len(session.read_auth_certificate())
+                size = len(session.read_auth_certificate())
             finally:
                 session.close()
-        return Check(role, True, f"{name}; card {'on' if present else 'not on'} the reader", extra=extra)
+            elapsed = time.monotonic() - started
+            extra.update(certificate_bytes=size, read_apdus=session.apdu_count, read_seconds=round(elapsed, 3))
+            summary += (f"\n  read test: user-authentication certificate, {size} bytes in {session.apdu_count} "
+                        f"APDUs, {elapsed * 1000:.0f} ms")
+        return Check(role, True, summary, extra=extra)
     if role == "cityhall":
         devices.cityhall.ping()
         return Check(role, True, "city hall answers")

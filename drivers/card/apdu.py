@@ -36,6 +36,7 @@ SW_NOT_FOUND = 0x6A82
 SW_AUTH_BLOCKED = 0x6983
 SW_DATA_NOT_USABLE = 0x6984
 SW_SECURITY_NOT_SATISFIED = 0x6982
+EXTENDED_REFUSED = (0x6700, 0x6A86, 0x6D00, 0x6E00)  # how a card without extended length answers one
 LOCKED_STATUS_WORDS = (0x63C0, SW_AUTH_BLOCKED, SW_DATA_NOT_USABLE)
 
 INS_SELECT = 0xA4
@@ -51,15 +52,17 @@ class Command:
     p1: int
     p2: int
     data: bytes = b""
-    le: int | None = None  # expected length; 256 is encoded as 00 (short APDUs only)
+    le: int | None = None  # expected length; 256 is short Le 00; more is an extended Le (case 2 only)
 
     def to_bytes(self) -> bytes:
         out = bytes((self.cla, self.ins, self.p1, self.p2))
         if self.data:
             if len(self.data) > 255:
-                raise ValueError("the kiosk only sends short APDUs")
+                raise ValueError("the kiosk sends command data in short APDUs only")
             out += bytes((len(self.data),)) + self.data
         if self.le is not None:
+            if self.le > 256 and not self.data and self.le <= 65536:
+                return out + b"\x00" + (self.le % 65536).to_bytes(2, "big")  # ISO 7816-4 extended Le, case 2E
             if not 1 <= self.le <= 256:
                 raise ValueError(f"short Le must be 1..256, got {self.le}")
             out += bytes((self.le % 256,))
@@ -183,12 +186,15 @@ def certificate_length(header: bytes) -> int:
     return total
 
 
-def read_plan(total: int, start: int = CERT_HEADER_LENGTH) -> list[tuple[int, int]]:
-    """(offset, length) of the short READ BINARYs that fetch bytes [start, total)."""
+def read_plan(total: int, start: int = CERT_HEADER_LENGTH, chunk: int = SHORT_READ_MAX) -> list[tuple[int, int]]:
+    """(offset, length) of the READ BINARYs that fetch bytes [start, total), ``chunk`` bytes at most each
+    (256 = short APDUs; more only where reader and card take extended length, drivers/card/readers.py)."""
+    if chunk < 1:
+        raise ValueError(f"READ BINARY chunk must be at least 1 byte, got {chunk}")
     plan = []
     offset = start
     while offset < total:
-        length = min(SHORT_READ_MAX, total - offset)
+        length = min(chunk, total - offset)
         plan.append((offset, length))
         offset += length
     return plan

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from smartcard import scard
 
+from drivers.card import readers
 from drivers.card.session import JpkiSession
 from kiosk.config import setting
 from kiosk.errors import CardRemoved, CardUnresponsive, ReaderMissing
@@ -63,8 +64,15 @@ class PcscOptions:
                                            "powering up refuses the first one).", min=1, max=10)
     exclusive: bool = setting(True, doc="Hold the card exclusively during a session, so no other program can "
                                         "interleave commands.")
+    reader_profile: str = setting("auto", doc="The reader's limits (docs/card-readers.md): 'auto' picks them from "
+                                              "the PC/SC reader name; or one of sony-rc-s300, acs-acr1252u, "
+                                              "acs-acr39u, identiv-scr3310, vpcd, generic.")
 
     def __config_check__(self) -> tuple[str, str, str] | None:
+        if self.reader_profile != "auto" and self.reader_profile not in readers.BY_KEY:
+            return ("reader_profile", "auto or one of " + ", ".join(readers.BY_KEY), repr(self.reader_profile))
+        if readers.BY_KEY.get(self.reader_profile, readers.GENERIC).supported is False:
+            return ("reader_profile", "a reader pcscd can drive", f"{self.reader_profile} ({readers.BY_KEY[self.reader_profile].note})")
         try:
             re.compile(self.reader_pattern)
         except re.error as exc:
@@ -107,6 +115,7 @@ class PcscTransport:
         self._handle: int | None = None
         self._protocol = scard.SCARD_PROTOCOL_T1
         self._stuck = False
+        self.atr = b""
 
     def _run(self, fn: Callable[[], Any], timeout: float, what: str) -> Any:
         if self._stuck:
@@ -129,6 +138,8 @@ class PcscTransport:
                                                           scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
                 if hr == scard.SCARD_S_SUCCESS:
                     self._handle, self._protocol = handle, protocol
+                    hr, _name, _state, _proto, atr = scard.SCardStatus(handle)
+                    self.atr = bytes(atr) if hr == scard.SCARD_S_SUCCESS else b""
                     return
                 last = hr
                 if _code(hr) in _CARD_GONE:
@@ -324,8 +335,9 @@ class PcscCardReader:
         finally:
             _release(ctx)
         if reader is None:
+            unusable = "".join(f"; plugged in but unusable: {u}" for u in self.unusable_readers())
             raise ReaderMissing(f"no PC/SC reader matches {self.options.reader_pattern!r}; check the reader's "
-                                "USB cable and `opensc-tool -l`")
+                                "USB cable and `opensc-tool -l`" + unusable)
         return reader
 
     def card_present(self) -> bool:
@@ -342,9 +354,21 @@ class PcscCardReader:
         finally:
             _release(ctx)
 
+    def unusable_readers(self) -> list[str]:
+        """Readers plugged in by USB that pcscd cannot drive (e.g. the Sony RC-S380), with what to do."""
+        return [profile.describe() for profile in readers.unsupported_attached()]
+
+    def profile(self, reader: str | None = None) -> readers.ReaderProfile:
+        """The limits of the reader in use (config ``reader_profile``, or found from its name)."""
+        return readers.profile_for(self.options.reader_profile, reader or self.reader_name())
+
     def open_session(self) -> JpkiSession:
-        transport = PcscTransport(self.reader_name(), self.options).connect()
-        session = JpkiSession(transport, apdu_timeout=self.options.apdu_timeout, sign_timeout=self.options.sign_timeout)
+        reader = self.reader_name()
+        profile = self.profile(reader)
+        transport = PcscTransport(reader, self.options).connect()
+        chunk = profile.read_chunk(readers.card_advertises_extended_length(transport.atr))
+        session = JpkiSession(transport, apdu_timeout=self.options.apdu_timeout, sign_timeout=self.options.sign_timeout,
+                              read_chunk=chunk)
         try:
             return session.open()
         except BaseException:

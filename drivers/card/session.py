@@ -3,8 +3,8 @@
 The sequencing lives here, apart from PC/SC, so it runs unchanged over pyscard (drivers/card/pcsc.py)
 and over an in-process transport in unit tests. APDU budget of a whole authentication, for a
 certificate of N bytes: SELECT AP, SELECT 000A, READ header, ceil((N-4)/256) READs, SELECT 0018, empty
-VERIFY, VERIFY, SELECT 0017, SIGN — 12 for the ~850-byte test certificates, about 15 for a real
-1.6 KB one (shared/docs/jpki-card.md §6). The current EF and the tries count are remembered so nothing
+VERIFY, VERIFY, SELECT 0017, SIGN — 15 for a real 1.6 KB one (shared/docs/jpki-card.md §6), which the
+virtual card's certificates now match. The current EF and the tries count are remembered so nothing
 is sent twice.
 
 Rules kept here: the PIN is checked (4 ASCII digits) before anything is sent; with one try left the
@@ -43,8 +43,10 @@ class ApduTransport(Protocol):
 
 
 class JpkiSession:
-    def __init__(self, transport: ApduTransport, *, apdu_timeout: float = 5.0, sign_timeout: float = 15.0) -> None:
+    def __init__(self, transport: ApduTransport, *, apdu_timeout: float = 5.0, sign_timeout: float = 15.0,
+                 read_chunk: int = apdu.SHORT_READ_MAX) -> None:
         self._transport = transport
+        self._read_chunk = read_chunk  # the reader profile's limit (drivers/card/readers.py)
         self._apdu_timeout = apdu_timeout
         self._sign_timeout = sign_timeout
         self._current_ef: int | None = None
@@ -104,9 +106,17 @@ class JpkiSession:
                                 "READ BINARY certificate header")
         total = self._checked(apdu.certificate_length, header)
         parts = [header]
-        for offset, length in apdu.read_plan(total):
-            parts.append(self._checked(apdu.check_chunk, self._exchange(apdu.read_binary(offset, length)),
-                                       offset, length))
+        offset = apdu.CERT_HEADER_LENGTH
+        while offset < total:
+            length = apdu.read_plan(total, offset, self._read_chunk)[0][1]
+            response = self._exchange(apdu.read_binary(offset, length))
+            if length > apdu.SHORT_READ_MAX and response.sw in apdu.EXTENDED_REFUSED:
+                # the reader passed an extended Le but the card will not take it: short reads from here on
+                log.info("card refused an extended READ BINARY (SW %s); reading 256 bytes at a time", response.sw_hex)
+                self._read_chunk = apdu.SHORT_READ_MAX
+                continue
+            parts.append(self._checked(apdu.check_chunk, response, offset, length))
+            offset += length
         self._certificate = b"".join(parts)
         return self._certificate
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+
+CardKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 JPKI_AID = bytes.fromhex("D392F000260100000001")
 TEXT_AID = bytes.fromhex("D3921000310001010408")  # 券面事項入力補助AP: the kiosk must never select it
@@ -23,8 +27,12 @@ SIGN_MAX_TRIES = 5
 TEXT_MAX_TRIES = 3
 MAX_SIGN_INPUT = 245  # PKCS#1 v1.5 limit for a 2048-bit key (§8 #28)
 
+MAX_AID_LENGTH = 16  # ISO 7816-4: a DF name (AID) is 1 to 16 bytes
+SELECT_P2_ACCEPTED = (0x00, 0x0C)  # FCI wanted / no response data: what JPKI clients send (§2.2)
+
 SW_OK = b"\x90\x00"
 SW_WRONG_LENGTH = b"\x67\x00"
+SW_BAD_DATA = b"\x6A\x80"
 SW_SECURITY = b"\x69\x82"
 SW_NOT_ALLOWED_NO_EF = b"\x69\x86"
 SW_INCOMPATIBLE_FILE = b"\x69\x81"
@@ -33,6 +41,19 @@ SW_BAD_P1P2 = b"\x6A\x86"
 SW_BAD_OFFSET = b"\x6B\x00"
 SW_BAD_INS = b"\x6D\x00"
 SW_BAD_CLA = b"\x6E\x00"
+
+
+def _digits(length: int):  # noqa: ANN202 - a small predicate factory
+    return lambda data: len(data) == length and all(0x30 <= b <= 0x39 for b in data)
+
+
+def _sign_password(data: bytes) -> bool:
+    """6-16 characters, A-Z and 0-9 only, at least one of each (jpki-card.md §2.4)."""
+    return (6 <= len(data) <= 16 and all(0x30 <= b <= 0x39 or 0x41 <= b <= 0x5A for b in data)
+            and any(0x30 <= b <= 0x39 for b in data) and any(0x41 <= b <= 0x5A for b in data))
+
+
+PIN_FORMATS = {"auth": _digits(4), "text": _digits(4), "sign": _sign_password}
 
 
 def parse_sw(text: str) -> bytes:
@@ -59,7 +80,7 @@ class CardFiles:
 
     auth_cert: bytes
     auth_ca_cert: bytes
-    auth_key: rsa.RSAPrivateKey
+    auth_key: CardKey  # RSA-2048 on today's card, ECDSA P-384 on the next-generation one
     sign_cert: bytes
     sign_ca_cert: bytes
     sign_key: rsa.RSAPrivateKey
@@ -71,6 +92,7 @@ class CardOptions:
     blocked_sw: bytes = b"\x69\x84"  # answer to VERIFY with data once the PIN is locked (§8 #22)
     locked_status_sw: bytes = b"\x63\xC0"  # answer to the empty VERIFY once locked
     not_jpki: bool = False  # behave as some other card: every application select fails
+    ecdsa_der: bool = False  # an ECDSA card answers r||s (the assumption) or, with this, a DER SEQUENCE
 
 
 @dataclass
@@ -128,7 +150,7 @@ class _Application:
     readable: dict[int, bytes]  # EF -> content, free to read
     protected: dict[int, tuple[bytes, str]] = field(default_factory=dict)  # EF -> (content, PIN name)
     pins: dict[int, str] = field(default_factory=dict)  # PIN EF -> PIN name
-    keys: dict[int, tuple[rsa.RSAPrivateKey, str]] = field(default_factory=dict)  # key EF -> (key, PIN name)
+    keys: dict[int, tuple[CardKey, str]] = field(default_factory=dict)  # key EF -> (key, PIN name)
 
     def has(self, fid: int) -> bool:
         return fid in self.readable or fid in self.protected or fid in self.pins or fid in self.keys
@@ -138,6 +160,7 @@ class VirtualJpkiCard:
     def __init__(self, files: CardFiles, *, pin: str = "1234", sign_password: str = "TEST1234",
                  text_pin: str = "1234", options: CardOptions | None = None) -> None:
         self.options = options or CardOptions()
+        self.algorithm = "p384" if isinstance(files.auth_key, ec.EllipticCurvePrivateKey) else "rsa2048"
         self.pins = {
             "auth": Pin(pin.encode("ascii"), AUTH_MAX_TRIES),
             "sign": Pin(sign_password.encode("ascii"), SIGN_MAX_TRIES),
@@ -191,30 +214,33 @@ class VirtualJpkiCard:
         return self.apps.get(self.df) if self.df is not None else None
 
     def _select(self, cmd: Command) -> bytes:
+        if cmd.p1 not in (0x02, 0x04) or cmd.p2 not in SELECT_P2_ACCEPTED:
+            return SW_BAD_P1P2  # §8 #11 (P1=09 does not work on the real card); P2 other than 00/0C
         if cmd.p1 == 0x04:  # by DF name (§8 #2-#6)
-            if not cmd.data:
+            if not cmd.data or len(cmd.data) > MAX_AID_LENGTH:
                 return SW_WRONG_LENGTH
             if self.options.not_jpki or cmd.data not in self.apps:
                 return SW_NOT_FOUND
             self.reset()
             self.df = cmd.data
             return SW_OK
-        if cmd.p1 == 0x02:  # EF under the current DF (§8 #7, #9, #10)
-            if len(cmd.data) != 2:
-                return SW_WRONG_LENGTH
-            app = self._app()
-            fid = int.from_bytes(cmd.data, "big")
-            if app is None or not app.has(fid):
-                return SW_NOT_FOUND
-            self.ef = fid
-            return SW_OK
-        return SW_BAD_P1P2  # §8 #11 (P1=09 does not work on the real card)
+        # P1=02: EF under the current DF (§8 #7, #9, #10)
+        if len(cmd.data) != 2:
+            return SW_WRONG_LENGTH
+        app = self._app()
+        fid = int.from_bytes(cmd.data, "big")
+        if app is None or not app.has(fid):
+            return SW_NOT_FOUND
+        self.ef = fid
+        return SW_OK
 
     def _read_binary(self, cmd: Command) -> bytes:
         if cmd.data or cmd.le is None:
             return SW_WRONG_LENGTH
         app = self._app()
-        if cmd.p1 & 0x80:  # short EF identifier (§8 #16)
+        if cmd.p1 & 0x80:  # short EF identifier (§8 #16): P1 = 100x xxxx, SFI 1..30
+            if cmd.p1 & 0x60 or not 1 <= cmd.p1 & 0x1F <= 30:
+                return SW_BAD_P1P2
             fid, offset = cmd.p1 & 0x1F, cmd.p2
             if app is None or not app.has(fid):
                 return SW_NOT_FOUND
@@ -245,6 +271,8 @@ class VirtualJpkiCard:
         return app.pins[self.ef]
 
     def _verify(self, cmd: Command) -> bytes:
+        if cmd.le is not None:
+            return SW_WRONG_LENGTH  # VERIFY is case 1 or 3: no response data, so no Le
         name = self._current_pin(cmd.p2) if cmd.p1 == 0x00 else SW_BAD_P1P2
         if isinstance(name, bytes):
             return name
@@ -267,10 +295,12 @@ class VirtualJpkiCard:
         name = self._current_pin(cmd.p2) if cmd.p1 == 0x01 else SW_BAD_P1P2
         if isinstance(name, bytes):
             return name
+        if cmd.le is not None or not cmd.data:
+            return SW_WRONG_LENGTH
         if name not in self.verified:
             return SW_SECURITY
-        if not cmd.data:
-            return SW_WRONG_LENGTH
+        if not PIN_FORMATS[name](cmd.data):
+            return SW_BAD_DATA  # a new PIN the card could never be unlocked with again
         self.pins[name].secret = cmd.data  # §8 #29
         return SW_OK
 
@@ -279,10 +309,30 @@ class VirtualJpkiCard:
             return SW_BAD_P1P2
         if not cmd.data or len(cmd.data) > MAX_SIGN_INPUT:
             return SW_WRONG_LENGTH  # §8 #28
+        if cmd.le is None:
+            return SW_WRONG_LENGTH  # case 4: a signature comes back, so Le must be there
         app = self._app()
         if app is None or self.ef is None or self.ef not in app.keys:
             return SW_NOT_ALLOWED_NO_EF  # §8 #27
         key, pin_name = app.keys[self.ef]
         if pin_name not in self.verified:
             return SW_SECURITY  # §8 #26
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return self._sign_ecdsa(key, cmd)
+        if cmd.le < key.key_size // 8:
+            return SW_WRONG_LENGTH  # Le too small for the signature
         return pkcs1_type1_sign(key, cmd.data) + SW_OK  # §8 #24, #25
+
+    def _sign_ecdsa(self, key: ec.EllipticCurvePrivateKey, cmd: Command) -> bytes:
+        """ASSUMPTION (docs/next-generation-card.md): the same APDU with the bare SHA-384 hash as data."""
+        size = (key.curve.key_size + 7) // 8
+        if len(cmd.data) != size:
+            return SW_WRONG_LENGTH  # only a hash of the curve's size is signed
+        if cmd.le < 2 * size + (8 if self.options.ecdsa_der else 0):
+            return SW_WRONG_LENGTH
+        digest = hashes.SHA384() if size == 48 else hashes.SHA256()
+        der = key.sign(cmd.data, ec.ECDSA(Prehashed(digest)))
+        if self.options.ecdsa_der:
+            return der + SW_OK
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big") + SW_OK

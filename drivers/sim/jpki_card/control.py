@@ -43,8 +43,9 @@ class CardSimControl:
         except OSError:
             return False
 
-    def place(self, card_id: str, pin: str | None = None, *, wait_connected: bool = True) -> None:
-        self.command(f"place {card_id}" + (f" pin={pin}" if pin else ""))
+    def place(self, card_id: str, pin: str | None = None, *, algorithm: str | None = None,
+              wait_connected: bool = True) -> None:
+        self.command(f"place {card_id}" + (f" pin={pin}" if pin else "") + (f" algorithm={algorithm}" if algorithm else ""))
         if wait_connected:
             self.wait(lambda s: s["connected"], "the virtual card to reach the reader")
 

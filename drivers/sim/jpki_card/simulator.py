@@ -81,7 +81,14 @@ class Settings:
     atr: bytes = LEGACY_ATR
     apdu_latency: float = 0.0
     sign_latency: float = 0.0
+    # A reader's CCID dwMaxCCIDMessageLength (e.g. 522 for the Sony RC-S300, docs/card-readers.md); 0 = none.
+    # A command or response that does not fit a CCID message (10-byte header + APDU) breaks the link,
+    # as a real reader fails the transfer.
+    max_message: int = 0
     options: CardOptions = field(default_factory=CardOptions)
+
+
+CCID_HEADER = 10
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -118,11 +125,14 @@ class CardSimulator:
         self._thread: threading.Thread | None = None
 
     # --- control -----------------------------------------------------------------------------------
-    def card(self, card_id: str, pin: str | None = None, sign_password: str | None = None) -> VirtualJpkiCard:
+    def card(self, card_id: str, pin: str | None = None, sign_password: str | None = None,
+             algorithm: str | None = None) -> VirtualJpkiCard:
         with self._lock:
             card = self.cards.get(card_id)
+            if card is not None and algorithm and card.algorithm != algorithm:
+                raise ValueError(f"card {card_id} was minted as {card.algorithm}, not {algorithm}")
             if card is None:
-                card = VirtualJpkiCard(self._files(card_id), pin=pin or "1234",
+                card = VirtualJpkiCard(self._files(card_id, algorithm or "rsa2048"), pin=pin or "1234",
                                        sign_password=sign_password or "TEST1234", options=self.settings.options)
                 self.cards[card_id] = card
             else:
@@ -132,21 +142,22 @@ class CardSimulator:
                     card.pins["sign"].secret = sign_password.encode("ascii")
             return card
 
-    def _files(self, card_id: str) -> CardFiles:
+    def _files(self, card_id: str, algorithm: str = "rsa2048") -> CardFiles:
         from drivers.sim.jpki_card.sign_pki import sign_credentials
         from drivers.sim.pki import TestPKI
         from cryptography.hazmat.primitives import serialization
 
         pki = TestPKI(self.pki_dir)
-        auth = pki.card(card_id)
+        auth = pki.card(card_id, algorithm=algorithm)
         sign = sign_credentials(self.pki_dir, card_id)
         return CardFiles(auth_cert=auth.cert_der,
-                         auth_ca_cert=pki.ca_cert.public_bytes(serialization.Encoding.DER),
+                         auth_ca_cert=pki.ca_for(algorithm)[1].public_bytes(serialization.Encoding.DER),
                          auth_key=auth.private_key(), sign_cert=sign.cert_der, sign_ca_cert=sign.ca_cert_der,
                          sign_key=sign.private_key())
 
-    def place(self, card_id: str, pin: str | None = None, sign_password: str | None = None) -> None:
-        card = self.card(card_id, pin, sign_password)
+    def place(self, card_id: str, pin: str | None = None, sign_password: str | None = None,
+              algorithm: str | None = None) -> None:
+        card = self.card(card_id, pin, sign_password, algorithm)
         self.remove()
         with self._lock:
             self._generation += 1
@@ -255,6 +266,10 @@ class CardSimulator:
     def _answer(self, generation: int, card_id: str, card: VirtualJpkiCard, apdu: bytes) -> bytes | None:
         with self._lock:
             self.apdu_count += 1
+        limit = self.settings.max_message - CCID_HEADER if self.settings.max_message else 0
+        if limit and len(apdu) > limit:
+            self.log.record(card_id, apdu, None, f"reader refused: command of {len(apdu)} bytes > {limit}")
+            return None
         fault = self._take_fault(apdu)
         if fault is not None and fault.kind == "pull":
             self.log.record(card_id, apdu, None, "card pulled before answering")
@@ -277,6 +292,9 @@ class CardSimulator:
         if latency:
             time.sleep(latency)
         note = ""
+        if limit and len(response) > limit:
+            self.log.record(card_id, apdu, None, f"reader refused: response of {len(response)} bytes > {limit}")
+            return None
         if fault is not None and fault.kind == "corrupt":
             response, note = corrupt(response, fault.mode), f"corrupted ({fault.mode})"
         self.log.record(card_id, apdu, response, note)
@@ -307,11 +325,13 @@ def corrupt(response: bytes, mode: str) -> bytes:
 
 HELP = """commands (one per line, answers 'ok ...' or 'error ...'):
   ping                                   -> ok pong
-  place CARD_ID [pin=1234] [sign_password=TEST1234]   put a resident's card on the reader
+  place CARD_ID [pin=1234] [sign_password=TEST1234] [algorithm=rsa2048|p384]
+                                         put a resident's card on the reader (p384: next-generation card)
   remove                                 take the card off the reader
   set KEY=VALUE ...                      tries=N sign_tries=N blocked_sw=6984|6983|63C0
                                          locked_status_sw=63C0 not_jpki=0|1 atr=HEX
-                                         apdu_latency_ms=N sign_latency_ms=N
+                                         apdu_latency_ms=N sign_latency_ms=N ecdsa_der=0|1
+                                         max_message=N (refuse APDUs/responses longer, like a reader)
   fault corrupt|stall|pull [ins=B0] [skip=N] [mode=truncate|flip|short]
                                          one-shot fault on a coming APDU (pull = card taken mid-command)
   fault clear                            disarm faults, release a stall
@@ -343,7 +363,7 @@ def execute(sim: CardSimulator, line: str) -> str:
             if not args:
                 return "error usage: place CARD_ID [pin=....]"
             kv = _parse_kv(args[1:])
-            sim.place(args[0], kv.get("pin"), kv.get("sign_password"))
+            sim.place(args[0], kv.get("pin"), kv.get("sign_password"), kv.get("algorithm"))
             return f"ok placed {args[0]}"
         if cmd == "remove":
             sim.remove()
@@ -381,8 +401,12 @@ def _apply_setting(sim: CardSimulator, key: str, value: str) -> str:
         options.locked_status_sw = parse_sw(value)
     elif key == "not_jpki":
         options.not_jpki = value not in ("0", "false", "no")
+    elif key == "ecdsa_der":
+        options.ecdsa_der = value not in ("0", "false", "no")
     elif key == "atr":
         sim.settings.atr = bytes.fromhex(value)
+    elif key == "max_message":
+        sim.settings.max_message = int(value)
     elif key == "apdu_latency_ms":
         sim.settings.apdu_latency = float(value) / 1000
     elif key == "sign_latency_ms":

@@ -63,7 +63,8 @@ def wait_reader_empty(stack: PcscStack) -> None:
 def card(virtual_card: VirtualCard, pcsc: PcscStack):
     """The control of the virtual card, back to defaults and off the reader around each test."""
     control = virtual_card.control
-    defaults = dict(blocked_sw="6984", locked_status_sw="63C0", not_jpki=0, apdu_latency_ms=0, sign_latency_ms=0)
+    defaults = dict(blocked_sw="6984", locked_status_sw="63C0", not_jpki=0, apdu_latency_ms=0, sign_latency_ms=0,
+                    max_message=0, ecdsa_der=0, atr="3BE000FF8131FE4514")
     control.clear_faults()
     control.remove()
     control.set(**defaults)
@@ -75,12 +76,16 @@ def card(virtual_card: VirtualCard, pcsc: PcscStack):
     wait_reader_empty(pcsc)
 
 
-@pytest.fixture
-def reader(pcsc: PcscStack):
+def make_reader(pcsc: PcscStack, **options: object):
     from drivers.card.pcsc import PcscCardReader, PcscOptions
 
-    r = PcscCardReader(PcscOptions(reader_pattern=f"^{pcsc.reader}$", apdu_timeout=2.0, sign_timeout=5.0,
-                                   poll_interval=0.1, connect_timeout=5.0))
+    return PcscCardReader(PcscOptions(reader_pattern=f"^{pcsc.reader}$", apdu_timeout=2.0, sign_timeout=5.0,
+                                      poll_interval=0.1, connect_timeout=5.0, **options))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def reader(pcsc: PcscStack):
+    r = make_reader(pcsc)
     yield r
     r.stop_monitor()
 

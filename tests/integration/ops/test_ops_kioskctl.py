@@ -99,10 +99,14 @@ def test_selftest_exercises_each_device(rig: Rig, capsys: pytest.CaptureFixture[
     if as_json:
         checks = {c["name"]: c for c in out["checks"]}
         assert out["passed"] and checks["journal"]["ok"] and checks["disk"]["ok"]
-        assert checks["card"]["card_present"] and checks["card"]["certificate_bytes"] > 500
+        assert checks["card"]["card_present"] and checks["card"]["certificate_bytes"] == 1583
+        assert checks["card"]["reader_model"] == "vsmartcard virtual reader (vpcd)"
+        assert checks["card"]["read_apdus"] >= 3  # SELECT AP, SELECT 000A, header read, the rest
         assert checks["cash"]["ok"] and checks["receipt_printer"]["ok"]
     else:
         assert out.rstrip().endswith("self-test passed") and "hash chain ok" in out
+        assert "reader model: vsmartcard virtual reader (vpcd): both, CCID APDU (short + extended)" in out
+        assert re.search(r"read test: user-authentication certificate, 1583 bytes in \d+ APDUs", out), out
 
 
 def test_selftest_fails_when_a_device_does(rig: Rig, capsys: pytest.CaptureFixture[str]) -> None:

@@ -59,7 +59,7 @@ def verifies(count: list[bytes]) -> int:
     return sum(1 for c in count if c[1] == 0x20 and len(c) > 4)
 
 
-def test_whole_authentication_in_twelve_apdus(transport: InProcessTransport, card_files) -> None:
+def test_whole_authentication_in_fifteen_apdus(transport: InProcessTransport, card_files) -> None:
     session = JpkiSession(transport).open()
     cert = session.read_auth_certificate()
     assert cert == card_files.auth_cert
@@ -68,9 +68,11 @@ def test_whole_authentication_in_twelve_apdus(transport: InProcessTransport, car
     signature = session.sign(b"city hall challenge")
     x509.load_der_x509_certificate(cert).public_key().verify(signature, b"city hall challenge",
                                                              padding.PKCS1v15(), hashes.SHA256())
-    # SELECT AP, SELECT 000A, header, 4 reads, SELECT 0018, status, VERIFY, SELECT 0017, SIGN
-    assert len(transport.sent) == 12 == session.apdu_count
-    assert session.read_auth_certificate() == cert and len(transport.sent) == 12  # cached
+    # a real-sized 1583-byte certificate (jpki-card.md §2.3, §6): SELECT AP, SELECT 000A, header,
+    # 7 reads, SELECT 0018, status, VERIFY, SELECT 0017, SIGN
+    assert len(cert) == 1583
+    assert len(transport.sent) == 15 == session.apdu_count
+    assert session.read_auth_certificate() == cert and len(transport.sent) == 15  # cached
     session.close()
     assert transport.closed
 
