@@ -1,18 +1,15 @@
 """Checking a My Number card's user-authentication certificate and its signature over a challenge.
 
 The checks, in order: the certificate parses; it was issued (and signed) by one of the configured
-trusted JPKI authentication CAs; its key signed the challenge (RSA PKCS#1 v1.5 over SHA-256, as the JPKI
-card computes it); it is within its validity dates; its serial is not on the CA's current CRL. The
+trusted JPKI authentication CAs (RSA or ECDSA, several generations may share a name); its key signed
+the challenge (RSA-2048 PKCS#1 v1.5 over SHA-256 for today's card, ECDSA P-384 over SHA-384 for the
+next-generation one — chosen by the certificate's key, never by a setting); it is within its validity
+dates; its status is good (OCSP, the CRL as fallback: cityhall/revocation.py — fail closed, a
+certificate whose status cannot be established is refused as certificate_status_unknown). The
 certificate's subject CN (a 20-character identifier, no personal data) is what the registry is keyed by.
-
-The CRL file is re-read when it changes on disk (cron replaces it daily); a CRL past its nextUpdate by
-more than the configured grace is not trusted and no card is accepted until it is refreshed.
 """
 from __future__ import annotations
 
-import os
-import re
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,10 +17,17 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
-REFUSAL_REASONS = ("revoked", "expired", "unknown_card", "bad_signature", "moved_out", "deceased", "protected")
+from cityhall.revocation import (GOOD, REVOKED, CrlSource, OcspClient, OcspSettings, RevocationChecker,
+                                 RevocationUnavailable, StatusUnavailable)
+
+__all__ = ["CardRefusal", "CardVerifier", "RevocationUnavailable", "VerifiedCard", "verify_card_signature"]
+
+REFUSAL_REASONS = ("certificate_revoked", "certificate_expired", "certificate_status_unknown", "unknown_card",
+                   "bad_signature", "moved_out", "deceased", "protected")
 
 
 class CardRefusal(Exception):
@@ -36,24 +40,31 @@ class CardRefusal(Exception):
         super().__init__(f"{reason}: {detail}")
 
 
-class RevocationUnavailable(Exception):
-    """The CRL is missing, unreadable, badly signed or too old: cards cannot be checked right now."""
-
-
-PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
-
-
-def _parse_crls(data: bytes, path: Path) -> list[x509.CertificateRevocationList]:
-    """Every CRL in the file: one DER CRL, or one PEM block per CA generation."""
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     try:
-        if data.lstrip().startswith(b"-----"):
-            blocks = PEM_CRL.findall(data)
-            if not blocks:
-                raise ValueError("no X509 CRL PEM block")
-            return [x509.load_pem_x509_crl(block) for block in blocks]
-        return [x509.load_der_x509_crl(data)]
-    except ValueError as exc:
-        raise RevocationUnavailable(f"CRL {path} does not parse: {exc}") from None
+        cert.verify_directly_issued_by(ca)  # RSA PKCS#1 v1.5 or ECDSA, as the CA's key and signature say
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def verify_card_signature(key: object, challenge: bytes, signature: bytes) -> bool:
+    """The card's signature over the challenge, in the algorithm of the certificate's own key: RSA-2048
+    PKCS#1 v1.5 / SHA-256 (today's card) or ECDSA P-384 / SHA-384 (next generation), the latter as DER or
+    raw r||s. Any other key is not a JPKI card's (unknown_card is raised by the caller's CA checks)."""
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
+            key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())
+            return True
+        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP384R1):
+            if len(signature) == 96:  # raw r||s
+                signature = encode_dss_signature(int.from_bytes(signature[:48], "big"),
+                                                 int.from_bytes(signature[48:], "big"))
+            key.verify(signature, challenge, ec.ECDSA(hashes.SHA384()))
+            return True
+    except (InvalidSignature, ValueError):
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -64,80 +75,51 @@ class VerifiedCard:
 
 
 class CardVerifier:
-    def __init__(self, trusted_ca_files: tuple[Path, ...], crl_file: Path, crl_grace: timedelta) -> None:
+    def __init__(self, trusted_ca_files: tuple[Path, ...], crl_file: Path | None, crl_grace: timedelta, *,
+                 ocsp: OcspSettings | None = None, crl_fallback: bool = True) -> None:
         self.cas: list[x509.Certificate] = []
         for path in trusted_ca_files:
             try:
                 self.cas.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
             except (OSError, ValueError) as exc:
                 raise RevocationUnavailable(f"cannot load trusted CA file {path}: {exc}") from None
-        self.crl_file = crl_file
-        self.crl_grace = crl_grace
-        self._crl_lock = threading.Lock()
-        self._crl_stamp: tuple[int, int] | None = None
-        self._revoked: frozenset[int] = frozenset()
-        self._crl_next_update: datetime | None = None
-
-    # --- CRL -------------------------------------------------------------------------------------------
-
-    def _load_crl(self) -> None:
-        try:
-            st = os.stat(self.crl_file)
-        except OSError as exc:
-            raise RevocationUnavailable(f"CRL {self.crl_file} cannot be read ({exc.strerror}); cards cannot be "
-                                        "checked for revocation") from None
-        stamp = (st.st_mtime_ns, st.st_size)
-        with self._crl_lock:
-            if stamp == self._crl_stamp:
-                return
-            data = Path(self.crl_file).read_bytes()
-            revoked: set[int] = set()
-            next_updates = []
-            for crl in _parse_crls(data, self.crl_file):
-                if not any(ca.subject == crl.issuer and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-                           for ca in self.cas):
-                    raise RevocationUnavailable(f"CRL {self.crl_file} is not signed by a trusted authentication CA")
-                revoked.update(entry.serial_number for entry in crl)
-                if crl.next_update_utc is not None:
-                    next_updates.append(crl.next_update_utc)
-            self._revoked = frozenset(revoked)
-            self._crl_next_update = min(next_updates) if next_updates else None
-            self._crl_stamp = stamp
+        crl = CrlSource(Path(crl_file), self.cas, crl_grace) if crl_file else None
+        self.revocation = RevocationChecker(crl, OcspClient(ocsp) if ocsp else None, crl_fallback=crl_fallback)
 
     def check_revocation_source(self, now: datetime) -> None:
-        """Raise RevocationUnavailable unless a current CRL is loaded (also used by the health probe)."""
-        self._load_crl()
-        if self._crl_next_update is not None and now > self._crl_next_update + self.crl_grace:
-            raise RevocationUnavailable(f"CRL {self.crl_file} expired at {self._crl_next_update.isoformat()} "
-                                        f"(grace {self.crl_grace}); fetch a current CRL")
+        """Raise RevocationUnavailable when no card could be checked right now (the health probe)."""
+        problem = self.revocation.readiness_problem(now)
+        if problem:
+            raise RevocationUnavailable(problem)
 
     # --- the card --------------------------------------------------------------------------------------
 
     def verify(self, certificate_der: bytes, challenge: bytes, signature: bytes, now: datetime) -> VerifiedCard:
-        self.check_revocation_source(now)
         try:
             cert = x509.load_der_x509_certificate(certificate_der)
         except ValueError:
             raise CardRefusal("unknown_card", "the certificate is not a DER X.509 certificate") from None
-        issuer = next((ca for ca in self.cas if ca.subject == cert.issuer), None)
-        if issuer is None:
+        issuers = [ca for ca in self.cas if ca.subject == cert.issuer]
+        if not issuers:
             raise CardRefusal("unknown_card", "the certificate was not issued by a trusted JPKI authentication CA")
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
-            raise CardRefusal("unknown_card", "the certificate's CA signature does not verify") from None
-        key = cert.public_key()
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise CardRefusal("unknown_card", "the certificate does not carry an RSA key")
-        try:
-            key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
-            raise CardRefusal("bad_signature", "the card's signature over the challenge does not verify") from None
+        issuer = next((ca for ca in issuers if _issued_by(cert, ca)), None)
+        if issuer is None:
+            raise CardRefusal("unknown_card", "the certificate's CA signature does not verify")
+        if not verify_card_signature(cert.public_key(), challenge, signature):
+            raise CardRefusal("bad_signature", "the card's signature over the challenge does not verify")
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise CardRefusal("expired", f"the certificate is valid from {cert.not_valid_before_utc.isoformat()} "
+            raise CardRefusal("certificate_expired", f"the certificate is valid from {cert.not_valid_before_utc.isoformat()} "
                                          f"to {cert.not_valid_after_utc.isoformat()}")
-        if cert.serial_number in self._revoked:
-            raise CardRefusal("revoked", "the certificate is on the authentication CA's revocation list")
+        try:
+            answer = self.revocation.status(cert, issuer, now)
+        except StatusUnavailable as exc:  # fail closed: no good status, no certificate
+            raise CardRefusal("certificate_status_unknown", f"the certificate's status could not be checked: {exc}") \
+                from None
+        if answer.status == REVOKED:
+            raise CardRefusal("certificate_revoked", f"the certificate is revoked ({answer.source}"
+                                                     + (f": {answer.detail}" if answer.detail else "") + ")")
+        if answer.status != GOOD:
+            raise CardRefusal("certificate_status_unknown", f"{answer.source}: {answer.detail or 'status unknown'}")
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if len(names) != 1 or not isinstance(names[0].value, str):
             raise CardRefusal("unknown_card", "the certificate has no single subject CN")

@@ -47,14 +47,36 @@ class CitySection:
 @dataclass(frozen=True)
 class PkiSection:
     trusted_auth_ca_files: tuple[str, ...] = setting(doc="PEM files of the trusted JPKI user-authentication CAs.")
-    crl_file: str = setting(doc="The current CRL (PEM or DER) of the authentication CA, refreshed by cron.")
+    crl_file: str = setting(doc="The current CRLs (PEM, one block per CA generation, or one DER CRL) of the "
+                                "authentication CAs, refreshed by cron; \"\" for none (OCSP only).")
     crl_grace_hours: float = setting(24.0, doc="How long past its nextUpdate a CRL is still used; after that "
                                                "cards are not accepted (fail closed).", min=0)
+    ocsp_url: str = setting("", doc="The OCSP responder (J-LIS's, reached over the verifiers' network; "
+                                    "docs/revocation.md), asked once per authentication; \"\" = CRL only.",
+                            pattern=r"(https?://\S+)?")
+    ocsp_timeout_seconds: float = setting(3.0, doc="Longest wait for the OCSP responder.", min=0.2, max=30)
+    ocsp_fallback_to_crl: bool = setting(True, doc="When the responder cannot answer (down, slow, a bad or "
+                                                   "stale response), decide from the CRL; false = refuse the card.")
+    ocsp_max_age_hours: float = setting(24.0, doc="A response without nextUpdate is used only while younger.",
+                                        min=0.01)
+    ocsp_clock_skew_seconds: int = setting(300, doc="Allowed clock difference with the responder for "
+                                                    "thisUpdate/nextUpdate.", min=0, max=3600)
 
     def __config_check__(self) -> tuple[str, str, str] | None:
         if not self.trusted_auth_ca_files:
             return ("trusted_auth_ca_files", "at least one CA file", "an empty array")
+        if not self.crl_file and not self.ocsp_url:
+            return ("crl_file", "a CRL file or an ocsp_url (no card can be checked without either)", '""')
         return None
+
+    def ocsp_settings(self):  # noqa: ANN201 - cityhall.revocation.OcspSettings, imported lazily
+        if not self.ocsp_url:
+            return None
+        from datetime import timedelta
+
+        from cityhall.revocation import OcspSettings
+        return OcspSettings(self.ocsp_url, self.ocsp_timeout_seconds, timedelta(hours=self.ocsp_max_age_hours),
+                            timedelta(seconds=self.ocsp_clock_skew_seconds))
 
 
 @dataclass(frozen=True)

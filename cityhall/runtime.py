@@ -37,7 +37,9 @@ def build_runtime(config: CityHallConfig, *, migrate: bool = True) -> Runtime:
     else:
         db.require_current_schema()
     verifier = CardVerifier(tuple(config.path(p) for p in config.pki.trusted_auth_ca_files),
-                            config.path(config.pki.crl_file), timedelta(hours=config.pki.crl_grace_hours))
+                            config.path(config.pki.crl_file) if config.pki.crl_file else None,
+                            timedelta(hours=config.pki.crl_grace_hours), ocsp=config.pki.ocsp_settings(),
+                            crl_fallback=config.pki.ocsp_fallback_to_crl)
     registry = open_registry(config.registry.adapter, config.path(config.registry.path))
     signer = DocumentSigner.load_or_create(config.signing_key_path)
     service = IssuanceService(config, db, registry, verifier, signer)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from cityhall.registry import RegistryUnavailable, ResidentRegistry
 from cityhall.storage import Database, Transaction, from_db_time, to_db_time
 
 JST = timezone(timedelta(hours=9), "JST")
+log = logging.getLogger("cityhall.service")
 
 
 class ApiError(Exception):
@@ -140,6 +142,8 @@ class IssuanceService:
         try:
             card = self.verifier.verify(certificate_der, nonce, signature, now)
         except CardRefusal as exc:
+            # the city hall log keeps why (e.g. OCSP down, CRL stale); the kiosk journals the reason it is sent
+            log.warning("card refused for device %s: %s — %s", device.device_id, exc.reason, exc.detail)
             raise ApiError(403, "card_refused", exc.detail, reason=exc.reason) from None
         except RevocationUnavailable as exc:
             raise ApiError(503, "revocation_unavailable", str(exc)) from None

@@ -129,6 +129,25 @@ class CardRefused(CardError):
         super().__init__(detail or f"refused by city hall: {reason}", reason=reason)
 
 
+class CardStatusUnknown(CardRefused):
+    """City hall could not establish the card certificate's status (OCSP and CRL gave no good answer):
+    it refuses the card rather than guess (fail closed)."""
+    code = 240
+    message_key = "card_status_unknown"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("certificate_status_unknown", detail)
+
+
+class CardRevoked(CardRefused):
+    """The card's user-authentication certificate is revoked (OCSP or the CRL said so)."""
+    code = 241
+    message_key = "card_revoked"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("certificate_revoked", detail)
+
+
 class CardCommandFailed(CardError):
     """The card refused a command with an unexpected status word."""
     code = 212

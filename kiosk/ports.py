@@ -43,7 +43,8 @@ class CardSession(Protocol):
         WrongPin(tries_left), PinLocked, CardRemoved, CardUnresponsive. Never retried."""
 
     def sign(self, data: bytes) -> bytes:
-        """RSA PKCS#1 v1.5 signature with the user-authentication key over SHA-256(data)."""
+        """Signature with the user-authentication key, in the certificate's own algorithm: RSA PKCS#1 v1.5
+        over SHA-256(data) (today's card) or ECDSA P-384 over SHA-384(data) as DER (next-generation card)."""
 
     def close(self) -> None: ...
 

@@ -37,6 +37,8 @@ from kiosk.config import setting
 from kiosk.errors import (
     CardExpired,
     CardRefused,
+    CardRevoked,
+    CardStatusUnknown,
     CityHallError,
     CityHallRejected,
     CityHallUnreachable,
@@ -202,8 +204,12 @@ def _error_for(status: int, data: dict[str, Any], path: str) -> Exception:
                                      reason=reason)
         return CityHallRejected(f"city hall refused the request signature ({reason}): {detail}", reason=reason)
     if status == 403 and error == "card_refused":
-        if reason == "expired":
+        if reason in ("expired", "certificate_expired"):
             return CardExpired(f"city hall: the card's certificate has expired ({detail})")
+        if reason == "certificate_revoked":
+            return CardRevoked(f"city hall: the card's certificate is revoked ({detail})")
+        if reason == "certificate_status_unknown":
+            return CardStatusUnknown(f"city hall could not check the card's certificate status ({detail})")
         return CardRefused(reason or "unknown_card", f"city hall refused the card: {reason}")
     if (status == 404 and error == "session_unknown") or (status == 410 and error == "session_expired") \
             or (status == 409 and error == "challenge_invalid"):

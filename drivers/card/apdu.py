@@ -11,6 +11,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
 from kiosk.errors import (
     CardCommandFailed,
     InvalidPinFormat,
@@ -207,11 +211,70 @@ def check_chunk(resp: Response, offset: int, length: int) -> bytes:
     return data
 
 
-def check_signature(resp: Response) -> bytes:
+@dataclass(frozen=True)
+class CardAlgorithm:
+    """How this card signs, read from its own certificate's key (never from a setting).
+
+    RSA-2048: the card pads a SHA-256 DigestInfo (PKCS#1 v1.5) and answers 256 bytes (jpki-card.md §2.5).
+    ECDSA P-384 (next-generation card): ASSUMED the same APDU with the bare SHA-384 hash as data, the
+    answer r||s (96 bytes) or a DER SEQUENCE (docs/next-generation-card.md); either way the kiosk hands
+    city hall DER.
+    """
+
+    name: str
+    signature_length: int  # RSA: exact; ECDSA: the raw r||s length
+
+    @property
+    def is_ecdsa(self) -> bool:
+        return self.name.startswith("ECDSA")
+
+    def sign_input(self, data: bytes) -> bytes:
+        if self.is_ecdsa:
+            return hashlib.sha384(data).digest()
+        return sha256_digest_info(data)
+
+
+RSA_2048 = CardAlgorithm("RSA-2048/SHA-256", SIGNATURE_LENGTH)
+ECDSA_P384 = CardAlgorithm("ECDSA P-384/SHA-384", 96)
+
+
+def algorithm_of(certificate_der: bytes) -> CardAlgorithm:
+    try:
+        key = x509.load_der_x509_certificate(certificate_der).public_key()
+    except ValueError:
+        raise MalformedCardResponse("the user-authentication certificate is not DER X.509") from None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
+        return RSA_2048
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP384R1):
+        return ECDSA_P384
+    raise CardCommandFailed(f"the card's key ({type(key).__name__}, {getattr(key, 'key_size', '?')} bits) is "
+                            "neither RSA-2048 nor ECDSA P-384; this kiosk cannot use it")
+
+
+def ecdsa_signature_to_der(data: bytes, size: int) -> bytes:
+    """A card's ECDSA signature as DER: raw r||s (2 × size bytes) or already a DER SEQUENCE."""
+    if len(data) == 2 * size:
+        r, s = int.from_bytes(data[:size], "big"), int.from_bytes(data[size:], "big")
+        if r and s:
+            return encode_dss_signature(r, s)
+    try:
+        r, s = decode_dss_signature(data)
+    except ValueError:
+        raise MalformedCardResponse(f"ECDSA signature of {len(data)} bytes is neither r||s ({2 * size} bytes) "
+                                    "nor a DER SEQUENCE") from None
+    if encode_dss_signature(r, s) != data or not (0 < r < 1 << (8 * size) and 0 < s < 1 << (8 * size)):
+        raise MalformedCardResponse("ECDSA signature is not a canonical DER SEQUENCE of two integers")
+    return data
+
+
+def check_signature(resp: Response, algorithm: CardAlgorithm = RSA_2048) -> bytes:
+    """The signature as city hall takes it: RSA bytes as they are, ECDSA as DER."""
     if resp.sw == SW_SECURITY_NOT_SATISFIED:
         raise CardCommandFailed("the card refused to sign: the PIN has not been verified in this session",
                                 sw=resp.sw_hex)
     data = expect_ok(resp, "COMPUTE DIGITAL SIGNATURE")
-    if len(data) != SIGNATURE_LENGTH:
+    if algorithm.is_ecdsa:
+        return ecdsa_signature_to_der(data, algorithm.signature_length // 2)
+    if len(data) != algorithm.signature_length:
         raise MalformedCardResponse(f"signature is {len(data)} bytes, an RSA-2048 signature is {SIGNATURE_LENGTH}")
     return data

@@ -154,9 +154,10 @@ class JpkiSession:
     def sign(self, data: bytes) -> bytes:
         if not self._verified:
             raise CardCommandFailed("sign() needs a successful verify_pin() first; nothing was sent")
+        algorithm = apdu.algorithm_of(self.read_auth_certificate())  # from the card's own certificate
         self._select(apdu.EF_AUTH_KEY)
-        response = self._exchange(apdu.compute_signature(apdu.sha256_digest_info(data)), self._sign_timeout)
-        return self._checked(apdu.check_signature, response)
+        response = self._exchange(apdu.compute_signature(algorithm.sign_input(data)), self._sign_timeout)
+        return self._checked(apdu.check_signature, response, algorithm)
 
     def close(self) -> None:
         if not self._closed:

@@ -348,6 +348,7 @@ class DemoControls:
 
     world: EmulatedWorld
     pin: str = DEFAULT_PIN
+    card_algorithm: str = "rsa2048"  # "p384": residents hold next-generation (ECDSA P-384) cards
     _cash: Any = field(default=None, repr=False)
 
     @property
@@ -362,7 +363,8 @@ class DemoControls:
 
     def place_card(self, resident_or_card_id: str) -> None:
         """Put this resident's card on the reader (a resident id like R0001, or the card id)."""
-        self.world.card.control.place(self.card_of(resident_or_card_id), self.pin)
+        self.world.card.control.place(self.card_of(resident_or_card_id), self.pin,
+                                      algorithm=None if self.card_algorithm == "rsa2048" else self.card_algorithm)
 
     def remove_card(self) -> None:
         self.world.card.control.remove()

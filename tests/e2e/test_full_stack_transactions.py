@@ -160,6 +160,33 @@ def test_a_qr_transaction_through_every_real_stack(kiosk: dict[str, Any], config
     assert payment["refunded"] == 0 and row.change_paid == 0
 
 
+def test_a_next_generation_ecdsa_p384_card_through_every_real_stack(kiosk: dict[str, Any], configs: DemoConfigs) -> None:
+    """The same resident with a next-generation card (ECDSA P-384 / SHA-384 key and CA, 10-year
+    certificate): the kiosk signs with the algorithm its certificate names, city hall checks the P-384
+    chain and signature, the certificate is issued and printed (docs/next-generation-card.md)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from drivers.sim.pki import TestPKI
+
+    card_id, stranger = households_apart(configs)
+    controls = kiosk["controls"]
+    controls.card_algorithm = "p384"
+    try:
+        done = run_one(kiosk, configs, card_id, "cash")
+    finally:
+        controls.card_algorithm = "rsa2048"
+    cert = x509.load_der_x509_certificate(TestPKI(kiosk["world"].plan.pki_dir).card(card_id, algorithm="p384").cert_der)
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey) and cert.signature_hash_algorithm.name == "sha384"
+    report = done["report"]
+    assert report.states[-2:] == ["DONE", "IDLE"] and len(done["docs"]) == report.documents == 1
+    check_certificate_is_the_residents(configs, done["docs"][0], card_id, stranger)
+    check_journal_balances(kiosk, report.txn_id, 1)
+    log = kiosk["world"].card.control.status()["log"]
+    signs = [json.loads(line) for line in Path(log).read_text().splitlines() if json.loads(line)["apdu"].startswith("802A")]
+    assert signs[-1]["apdu"].startswith("802A008030") and signs[-1]["sw"] == "9000"  # a 48-byte SHA-384 hash
+
+
 def test_the_journal_file_holds_no_pin_and_no_12_digit_number(kiosk: dict[str, Any], configs: DemoConfigs) -> None:
     journal = kiosk["engine"].journal
     completed = [t for t in journal.transactions() if t.outcome == "completed"]

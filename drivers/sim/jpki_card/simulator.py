@@ -115,6 +115,7 @@ class CardSimulator:
         self.cards: dict[str, VirtualJpkiCard] = {}  # a card keeps its PIN counters between placements
         self.faults: list[Fault] = []
         self.placed: str | None = None
+        self.placed_key: str | None = None  # the key of self.cards: "<card id>" or "<card id>/p384"
         self.connected = False
         self.stalled = False
         self.apdu_count = 0
@@ -127,14 +128,14 @@ class CardSimulator:
     # --- control -----------------------------------------------------------------------------------
     def card(self, card_id: str, pin: str | None = None, sign_password: str | None = None,
              algorithm: str | None = None) -> VirtualJpkiCard:
+        """The card with this certificate CN; ``algorithm`` p384 is the same resident's next-generation card."""
+        key = card_id if algorithm in (None, "rsa2048") else f"{card_id}/{algorithm}"
         with self._lock:
-            card = self.cards.get(card_id)
-            if card is not None and algorithm and card.algorithm != algorithm:
-                raise ValueError(f"card {card_id} was minted as {card.algorithm}, not {algorithm}")
+            card = self.cards.get(key)
             if card is None:
                 card = VirtualJpkiCard(self._files(card_id, algorithm or "rsa2048"), pin=pin or "1234",
                                        sign_password=sign_password or "TEST1234", options=self.settings.options)
-                self.cards[card_id] = card
+                self.cards[key] = card
             else:
                 if pin:
                     card.pins["auth"].secret = pin.encode("ascii")
@@ -162,6 +163,7 @@ class CardSimulator:
         with self._lock:
             self._generation += 1
             self.placed = card_id
+            self.placed_key = card_id if algorithm in (None, "rsa2048") else f"{card_id}/{algorithm}"
             self._unstall.clear()
             self._thread = threading.Thread(target=self._run_link, args=(self._generation, card_id, card),
                                             name=f"vpcd-link-{card_id}", daemon=True)
@@ -200,10 +202,11 @@ class CardSimulator:
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            card = self.cards.get(self.placed) if self.placed else None
+            card = self.cards.get(self.placed_key) if self.placed and self.placed_key else None
             return {
                 "placed": self.placed, "connected": self.connected, "stalled": self.stalled,
                 "apdus": self.apdu_count, "faults": [f.kind for f in self.faults],
+                "algorithm": card.algorithm if card else None,
                 "auth_tries": card.pins["auth"].tries if card else None,
                 "sign_tries": card.pins["sign"].tries if card else None,
                 "vpcd_port": self.vpcd[1], "log": str(self.log.path) if self.log.path else None,
@@ -394,7 +397,7 @@ def _apply_setting(sim: CardSimulator, key: str, value: str) -> str:
     if key in ("tries", "sign_tries"):
         if sim.placed is None:
             raise ValueError("no card on the reader")
-        sim.cards[sim.placed].set_tries("auth" if key == "tries" else "sign", int(value))
+        sim.cards[sim.placed_key].set_tries("auth" if key == "tries" else "sign", int(value))
     elif key == "blocked_sw":
         options.blocked_sw = parse_sw(value)
     elif key == "locked_status_sw":

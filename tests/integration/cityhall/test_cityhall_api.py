@@ -242,7 +242,7 @@ def _refusal(kiosk_device, card, signature_card=None):
 def test_revoked_card_is_refused(kiosk_device, cityhall_server):
     with pytest.raises(CardRefused) as refused:
         _refusal(kiosk_device, cityhall_server.world.card(REVOKED_CARD))
-    assert refused.value.reason == "revoked"
+    assert refused.value.reason == "certificate_revoked"
 
 
 def test_expired_card_is_refused(kiosk_device, cityhall_server):

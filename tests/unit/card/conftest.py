@@ -18,3 +18,9 @@ def pki_dir() -> str:
 def card_files(pki_dir: str):
     """Certificates and keys of one virtual card (RSA keys are slow to make: once per session)."""
     return CardSimulator(pki_dir=pki_dir)._files(CARD_ID)
+
+
+@pytest.fixture(scope="session")
+def p384_card_files(pki_dir: str):
+    """A next-generation (ECDSA P-384) card's files."""
+    return CardSimulator(pki_dir=pki_dir)._files("UNITCARDP38400000001", "p384")

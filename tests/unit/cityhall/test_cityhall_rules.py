@@ -16,8 +16,8 @@ from cityhall.config import FeesSection, load_cityhall_config
 from cityhall.offers import OrderInvalid, check_order, offers_for
 from cityhall.registry import JsonRegistry, RegistryUnavailable
 from drivers.sim.pki import TestPKI
-from kiosk.errors import CardExpired, CardRefused, CityHallError, CityHallRejected, CityHallUnreachable, \
-    ConfigError, DeviceNotEnrolled, SessionExpired
+from kiosk.errors import CardExpired, CardRefused, CardRevoked, CardStatusUnknown, CityHallError, CityHallRejected, \
+    CityHallUnreachable, ConfigError, DeviceNotEnrolled, SessionExpired
 from sync.issuance_client import _error_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -143,19 +143,22 @@ def test_card_verifier_reasons(pki):
             verifier.verify(cert_der, b"n" * 32, signature, now)
         return refused.value.reason
 
-    assert reason(revoked.cert_der, _sign(revoked, b"n" * 32)) == "revoked"
+    assert reason(revoked.cert_der, _sign(revoked, b"n" * 32)) == "certificate_revoked"
     assert reason(good.cert_der, _sign(good, b"m" * 32)) == "bad_signature"
     expired = pki.card("8439UNITTEST00000001", expired=True)
-    assert reason(expired.cert_der, _sign(expired, b"n" * 32)) == "expired"
+    assert reason(expired.cert_der, _sign(expired, b"n" * 32)) == "certificate_expired"
     rogue = TestPKI(tempfile.mkdtemp(prefix="rogue-"), rogue=True).card("8439UNITTEST00000001")
     assert reason(rogue.cert_der, _sign(rogue, b"n" * 32)) == "unknown_card"
     assert reason(b"\x30\x03junk", b"x") == "unknown_card"
     # the CRL is reloaded when it changes
     pki.write_crl([])
     assert verifier.verify(revoked.cert_der, b"n" * 32, _sign(revoked, b"n" * 32), now).serial == revoked.serial
-    # a CRL too far past its nextUpdate is not trusted (fail closed)
-    with pytest.raises(RevocationUnavailable, match="expired"):
+    # a CRL too far past its nextUpdate is not trusted (fail closed): no good status, no certificate
+    with pytest.raises(CardRefusal, match="CRL .* expired") as stale:
         verifier.verify(good.cert_der, b"n" * 32, _sign(good, b"n" * 32), now + timedelta(days=3))
+    assert stale.value.reason == "certificate_status_unknown"
+    with pytest.raises(RevocationUnavailable, match="expired"):  # and the health probe says why
+        verifier.check_revocation_source(now + timedelta(days=3))
 
 
 # --- client error mapping ------------------------------------------------------------------------------
@@ -165,6 +168,9 @@ def test_card_verifier_reasons(pki):
     (401, {"error": "unauthenticated", "reason": "unknown_device"}, DeviceNotEnrolled),
     (401, {"error": "unauthenticated", "reason": "stale_timestamp"}, CityHallRejected),
     (403, {"error": "card_refused", "reason": "expired"}, CardExpired),
+    (403, {"error": "card_refused", "reason": "certificate_expired"}, CardExpired),
+    (403, {"error": "card_refused", "reason": "certificate_revoked"}, CardRevoked),
+    (403, {"error": "card_refused", "reason": "certificate_status_unknown"}, CardStatusUnknown),
     (403, {"error": "card_refused", "reason": "protected"}, CardRefused),
     (404, {"error": "session_unknown"}, SessionExpired),
     (410, {"error": "session_expired"}, SessionExpired),
