@@ -260,8 +260,8 @@ class OcspClient:
             single.certificate_status, UNKNOWN)
         detail = ""
         if status == REVOKED:
-            reason = single.revocation_reason.name if single.revocation_reason is not None else "unspecified"
-            detail = f"revoked at {single.revocation_time_utc.isoformat() if single.revocation_time_utc else '?'} ({reason})"
+            reason = single.revocation_reason.name.replace("_", " ") if single.revocation_reason else "unspecified"
+            detail = f"revoked at {single.revocation_time_utc.isoformat() if single.revocation_time_utc else '?'} (reason: {reason})"
         elif status == UNKNOWN:
             detail = "the responder does not know this certificate"
         return StatusAnswer(status, "ocsp", detail), next_update
