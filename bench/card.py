@@ -35,6 +35,7 @@ CARD_ID = "BENCHCARD00000000001"
 MODELS = (("zero latency", 0, 0), ("contactless model (20 ms/APDU, 300 ms/signature)", 20, 300))
 APDU_TARGET = 15
 TIME_RATIO_TARGET = 0.33
+CONTACTLESS_RUNS = 3
 
 
 def log_entries(path: str) -> list[dict]:
@@ -112,9 +113,11 @@ def card_bench(runs: int) -> bool:
                   "'s card), 1583-byte certificate ===")
             for label, apdu_ms, sign_ms in MODELS:
                 control.set(apdu_latency_ms=apdu_ms, sign_latency_ms=sign_ms)
-                model_runs = runs if apdu_ms == 0 else 1
+                # a modelled run takes seconds, but one run alone on a shared machine is noise (one
+                # scheduler hiccup moved the ratio from 0.30 to 0.37): take the median of three
+                model_runs = runs if apdu_ms == 0 else min(runs, CONTACTLESS_RUNS)
                 n, nbytes, secs = measure(lambda: kiosk_auth(reader), log_path, model_runs)
-                print(f"[{label}]")
+                print(f"[{label}, median of {model_runs}]")
                 print(f"  kiosk  (read cert + tries + verify + sign): {n:3d} APDUs  {nbytes:6d} bytes  {secs * 1000:8.1f} ms"
                       f"   (target <= {APDU_TARGET} APDUs: {'met' if n <= APDU_TARGET else 'NOT met'})")
                 ok &= n <= APDU_TARGET
