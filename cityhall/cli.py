@@ -8,8 +8,9 @@
     cityhall verify FILE.pdf                     is this certificate genuine? (exit 0 yes, 1 no)
     cityhall lookup ISSUANCE_NUMBER              the stored issuance record (no resident data)
     cityhall signing-key                         print the document-signing public key (PEM)
-    cityhall staff add NAME [--password-stdin]   a dashboard login (asks for the password)
-    cityhall staff list | disable NAME
+    cityhall staff add NAME [--role viewer|clerk|admin] [--password-stdin]   a dashboard login
+    cityhall staff list | disable NAME | set-role NAME ROLE | reset-password NAME [--password-stdin]
+    cityhall projection rebuild                  recompute the counter's projection from the journals
 
 Every command takes --config FILE (else $CITYHALL_CONFIG, else config/cityhall.toml).
 """
@@ -55,9 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     staff_add.add_argument("username")
     staff_add.add_argument("--display-name", default="")
     staff_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    staff_add.add_argument("--role", default="viewer", choices=("viewer", "clerk", "admin"),
+                           help="viewer sees; clerk also redeems, acknowledges, signs off; admin also manages")
     ssub.add_parser("list", help="list staff logins")
     staff_disable = ssub.add_parser("disable", help="disable a staff login and end its sessions")
     staff_disable.add_argument("username")
+    staff_role = ssub.add_parser("set-role", help="change a staff login's role")
+    staff_role.add_argument("username")
+    staff_role.add_argument("role", choices=("viewer", "clerk", "admin"))
+    staff_reset = ssub.add_parser("reset-password", help="set a new password (ends the login's sessions)")
+    staff_reset.add_argument("username")
+    staff_reset.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    projection = sub.add_parser("projection", help="the counter's projection of the kiosks' journals")
+    psub = projection.add_subparsers(dest="projection_command", required=True)
+    psub.add_parser("rebuild", help="recompute the fleet and daily-book figures from the stored journals")
     return parser
 
 
@@ -114,6 +126,19 @@ def _run(args: argparse.Namespace, config) -> int:  # noqa: ANN001
         return 0
     if args.command == "staff":
         return _staff(args, config, now)
+    if args.command == "projection":
+        from cityhall.counter import projection, staff as audit
+
+        db = open_database(config)
+        db.migrate()
+        try:
+            counts = projection.rebuild(db)
+            audit.record_now(db, now, os.environ.get("USER", "cli"), "projection_rebuild", "all",
+                             events=sum(counts.values()))
+        finally:
+            db.close()
+        print(f"rebuilt the projection of {len(counts)} kiosks from {sum(counts.values())} journal events")
+        return 0
     runtime = build_runtime(config)
     try:
         if args.command == "verify":
@@ -145,32 +170,53 @@ def _run(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     return 2
 
 
-def _staff(args: argparse.Namespace, config, now: datetime) -> int:  # noqa: ANN001
+def _read_password(args: argparse.Namespace) -> str | None:
     import getpass
 
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"password for {args.username}: ")
+    if getpass.getpass("again: ") != password:
+        print("cityhall: the two passwords differ", file=sys.stderr)
+        return None
+    return password
+
+
+def _staff(args: argparse.Namespace, config, now: datetime) -> int:  # noqa: ANN001
+    from cityhall.counter import staff as audit
     from cityhall.dashboard.auth import StaffError, StaffStore
     from cityhall.runtime import open_database
 
     db = open_database(config)
     db.migrate()
     store = StaffStore(db)
+    operator = os.environ.get("USER", "cli")  # who ran the command, for the audit log
     try:
         if args.staff_command == "add":
-            if args.password_stdin:
-                password = sys.stdin.readline().rstrip("\n")
-            else:
-                password = getpass.getpass(f"password for {args.username}: ")
-                if getpass.getpass("again: ") != password:
-                    print("cityhall: the two passwords differ", file=sys.stderr)
-                    return 2
-            store.add(args.username, password, now, args.display_name)
-            print(f"staff user {args.username} can now log in to /dashboard/")
+            password = _read_password(args)
+            if password is None:
+                return 2
+            store.add(args.username, password, now, args.display_name, args.role)
+            audit.record_now(db, now, operator, "staff_add", args.username, role=args.role)
+            print(f"staff user {args.username} ({args.role}) can now log in to /dashboard/")
         elif args.staff_command == "list":
             for row in store.list():
-                print(f"{row['username']}\t{row['display_name']}\t{row['created_at']}\t"
+                print(f"{row['username']}\t{row['display_name']}\t{row['role']}\t{row['created_at']}\t"
                       f"{'disabled ' + row['disabled_at'] if row['disabled_at'] else 'active'}")
+        elif args.staff_command == "set-role":
+            store.set_role(args.username, args.role)
+            audit.record_now(db, now, operator, "staff_set_role", args.username, role=args.role)
+            print(f"staff user {args.username} is now {args.role}")
+        elif args.staff_command == "reset-password":
+            password = _read_password(args)
+            if password is None:
+                return 2
+            store.reset_password(args.username, password)
+            audit.record_now(db, now, operator, "staff_reset_password", args.username)
+            print(f"staff user {args.username} has a new password; their open sessions ended")
         else:
             store.disable(args.username, now)
+            audit.record_now(db, now, operator, "staff_disable", args.username)
             print(f"staff user {args.username} is disabled")
     except StaffError as exc:
         print(f"cityhall: {exc}", file=sys.stderr)

@@ -106,6 +106,34 @@ class DocumentsSection:
 
 
 @dataclass(frozen=True)
+class CounterSection:
+    """The staff counter: alarms and where they are sent."""
+
+    silent_after_minutes: int = setting(15, doc="A kiosk not heard from for this long is 通信途絶 and raises an "
+                                                "alarm.", min=1, max=1440)
+    clock_drift_seconds: int = setting(120, doc="A kiosk clock further than this from city hall's raises an "
+                                                "alarm (once a day).", min=5, max=86400)
+    webhook_url: str = setting("", doc="Incoming webhook for alarms ('' = none): generic JSON, Slack, Teams "
+                                       "workflow or LoGo チャット (docs/counter.md).",
+                               pattern=r"|https?://.+")
+    webhook_format: str = setting("generic", doc="Body sent to the webhook: generic | slack | teams.",
+                                  pattern=r"generic|slack|teams")
+    webhook_attempts: int = setting(8, doc="Tries per message before it goes to the dead-letter list.",
+                                    min=1, max=50)
+    webhook_backoff_seconds: float = setting(5.0, doc="First retry delay; doubled each try up to "
+                                                      "webhook_backoff_cap_seconds.", min=0.01, max=3600)
+    webhook_backoff_cap_seconds: float = setting(600.0, doc="Longest delay between two tries.", min=0.01,
+                                                 max=86400)
+    webhook_timeout_seconds: float = setting(5.0, doc="Timeout of one webhook request.", min=0.1, max=60)
+    sweep_interval_seconds: float = setting(30.0, doc="How often the background sender looks for silent "
+                                                      "kiosks and due messages.", min=0.05, max=3600)
+
+    @property
+    def webhook_enabled(self) -> bool:
+        return bool(self.webhook_url)
+
+
+@dataclass(frozen=True)
 class CityHallConfig:
     pki: PkiSection
     service: ServiceSection = ServiceSection()
@@ -113,6 +141,7 @@ class CityHallConfig:
     registry: RegistrySection = RegistrySection()
     fees: FeesSection = FeesSection()
     documents: DocumentsSection = DocumentsSection()
+    counter: CounterSection = CounterSection()
     source: str = field(default="", init=False, metadata={"doc": "the file this was loaded from"})
 
     @property

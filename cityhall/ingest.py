@@ -26,6 +26,9 @@ from typing import Annotated, Any, Iterable, Mapping
 
 from fastapi import Depends, FastAPI, Request
 
+from cityhall.config import CounterSection
+from cityhall.counter import alarms as counter_alarms
+from cityhall.counter.projection import apply_events
 from cityhall.requestauth import AuthenticatedRequest, authenticated_device, limited_body, set_body_limit
 from cityhall.devices import Device
 from cityhall.service import ApiError
@@ -75,8 +78,9 @@ def _status_columns(status: Mapping[str, Any]) -> tuple[int, str | None, str]:
 class JournalStore:
     """Ingested journals on city hall's database (SQLite or PostgreSQL)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, counter: CounterSection | None = None) -> None:
         self.db = db
+        self.counter = counter or CounterSection()
 
     # --- ingest ---------------------------------------------------------------------------------------
 
@@ -107,6 +111,12 @@ class JournalStore:
             if new:
                 self._insert(tx, new, stamp)
                 head = Head(new[-1].seq, new[-1].hash)
+                # The counter's projection and alarms move with the events, in this same transaction.
+                drafts = apply_events(tx, device.device_id, new, self.db.postgres)
+                counter_alarms.store(tx, device.device_id, drafts, now, self.counter.webhook_enabled)
+            if refusal is None:
+                counter_alarms.clock_drift(tx, device.device_id, batch.status.get("sent_at"), now,
+                                           self.counter.clock_drift_seconds, self.counter.webhook_enabled)
             if new:
                 tx.execute("UPDATE journal_heads SET last_seq = ?, head_hash = ?, updated_at = ? WHERE device_id = ?",
                            (head.last_seq, head.head_hash, stamp, device.device_id))
@@ -233,7 +243,7 @@ def rows_to_events(rows: Iterable[Mapping[str, Any]]) -> list[Event]:
 def install(app: FastAPI) -> JournalStore:
     """Add the ingest routes to city hall's app (called by cityhall.app.create_app)."""
     service = app.state.service
-    store = JournalStore(service.db)
+    store = JournalStore(service.db, service.config.counter)
     app.state.journal_store = store
     set_body_limit(app, BATCH_PATH, MAX_BATCH_BODY_BYTES)
     set_body_limit(app, HEARTBEAT_PATH, MAX_HEARTBEAT_BODY_BYTES)

@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from cityhall.counter import schema as counter_schema
+
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -40,6 +42,12 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    #: Statements for one back end only (triggers are written differently on each).
+    sqlite_only: tuple[str, ...] = ()
+    postgres_only: tuple[str, ...] = ()
+
+    def for_backend(self, postgres: bool) -> tuple[str, ...]:
+        return self.statements + (self.postgres_only if postgres else self.sqlite_only)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -151,6 +159,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
 )
 
+MIGRATIONS = MIGRATIONS + (Migration(counter_schema.VERSION, counter_schema.NAME, counter_schema.STATEMENTS,
+                                     counter_schema.SQLITE_ONLY, counter_schema.POSTGRES_ONLY),)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
@@ -310,7 +320,7 @@ class Database:
                 self._ensure_migration_table(tx)
                 if tx.one("SELECT version FROM schema_migrations WHERE version = ?", (migration.version,)):
                     continue
-                for statement in migration.statements:
+                for statement in migration.for_backend(self.postgres):
                     tx.execute(statement)
                 tx.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                            (migration.version, migration.name, to_db_time(datetime.now(timezone.utc))))

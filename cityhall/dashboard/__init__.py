@@ -2,8 +2,8 @@
 in Japanese and English (kiosk/locale/<lang>/LC_MESSAGES/dashboard.po).
 
     /dashboard/login            staff login (scrypt-hashed passwords; `cityhall staff add NAME`)
-    /dashboard/                 fleet: per kiosk last seen, last sequence, backlog, faults, paper, cash,
-                                software version, in service or not
+    /dashboard/                 fleet, in words, from the counter's projection (cityhall/counter/pages.py
+                                has the counter's pages: alarms, vouchers, daily book, month, audit, staff)
     /dashboard/transactions     look a transaction up by id (its journal events and issuances)
     /dashboard/reconciliation   daily money vs documents per kiosk, mismatches highlighted
     /dashboard/alerts           gaps, forks, bad signatures, replays, devices silent too long
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from cityhall.counter import pages as counter_pages
+from cityhall.counter.fleet import fleet_rows
 from cityhall.dashboard import views
 from cityhall.dashboard.auth import StaffSession, StaffStore
 from kiosk.i18n import catalog
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-LANGUAGES = ("ja", "en")
+LANGUAGES = ("ja", "en", "zh", "ko", "vi", "pt")
 SESSION_COOKIE = "mdg_session"
 LOGIN_CSRF_COOKIE = "mdg_login_csrf"
 LANG_COOKIE = "mdg_lang"
@@ -41,6 +43,7 @@ def _environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["jst"] = views.jst
     env.filters["yen"] = lambda v: f"{int(v):,}"
+    env.filters["jst_date"] = lambda m: m.astimezone(views.JST).strftime("%Y-%m-%d %H:%M") if m else "—"
     return env
 
 
@@ -116,13 +119,7 @@ def install(app: FastAPI) -> None:
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         return response
 
-    @app.get(PREFIX + "/", include_in_schema=False)
-    def fleet_page(request: Request) -> Response:
-        session = current(request)
-        if session is None:
-            return to_login(request)
-        rows = views.fleet(db, now())
-        return render(request, "fleet.html", session=session, rows=rows)
+    counter_pages.install(app, counter_pages.Kit(render, current, csrf_ok, now, language))
 
     @app.get(PREFIX + "/transactions", include_in_schema=False)
     def transaction_page(request: Request, id: str = "") -> Response:
@@ -152,7 +149,8 @@ def install(app: FastAPI) -> None:
         if session is None:
             return to_login(request)
         store = app.state.journal_store
-        silent = views.silent_devices(views.fleet(db, now()))
+        silent = [r for r in fleet_rows(db, now(), timedelta(minutes=service.config.counter.silent_after_minutes))
+                  if r.state == "silent"]
         return render(request, "alerts.html", session=session, alerts=store.alerts(), silent=silent)
 
     @app.get(PREFIX + "/verify", include_in_schema=False)
