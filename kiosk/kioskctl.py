@@ -6,7 +6,8 @@
     kioskctl sync-now                     send the journal backlog to city hall now
     kioskctl logs [-n N] [--file F]       recent kiosk logs from journald, personal data masked
     kioskctl enroll                       create the device key (once) and print the line for city hall
-    kioskctl cash [refill|empty]          cash levels; record a hopper refill or a cash-box emptying
+    kioskctl cash [refill|empty]          cash levels; record a hopper refill (--add YEN=COINS) or a cash-box
+                                          emptying (--count YEN=PIECES or --counted YEN), per denomination
     kioskctl service on|off [--reason R]  in / out of service (the running kiosk follows within ~1 s)
     kioskctl diagnostics [--out F]        a support bundle with no personal data
     kioskctl release keygen|build         (build machine) make a signed release bundle
@@ -501,6 +502,17 @@ def cmd_logs(ctx: Context, out: Out) -> int:
     return 0
 
 
+def _pieces(items: list[str] | None) -> dict[int, int]:
+    """["100=50", "10=20"] → {100: 50, 10: 20} (denomination in yen = pieces)."""
+    result: dict[int, int] = {}
+    for item in items or ():
+        yen, sep, count = item.partition("=")
+        if not sep or not yen.strip().isdigit() or not count.strip().lstrip("-").isdigit():
+            raise ValueError(f"{item!r}: write YEN=PIECES, e.g. 100=50")
+        result[int(yen)] = result.get(int(yen), 0) + int(count)
+    return result
+
+
 def cmd_cash(ctx: Context, out: Out) -> int:
     from kiosk.ops import cashbook
     if ctx.config.cash is None:
@@ -511,10 +523,16 @@ def cmd_cash(ctx: Context, out: Out) -> int:
     try:
         try:
             if ctx.args.cash_command == "refill":
-                event = cashbook.record_refill(journal, ctx.args.coin, ctx.args.coins, options)
+                added = _pieces(ctx.args.add)
+                if ctx.args.coin is not None or ctx.args.coins is not None:
+                    if ctx.args.coin is None or ctx.args.coins is None:
+                        raise ValueError("--coin and --coins go together (or use --add YEN=COINS)")
+                    added[ctx.args.coin] = added.get(ctx.args.coin, 0) + ctx.args.coins
+                event = cashbook.record_refills(journal, added, options)
                 recorded = {"kind": event.kind, "seq": event.seq, **event.body}
             elif ctx.args.cash_command == "empty":
-                event = cashbook.record_emptied(journal, ctx.args.counted)
+                pieces = _pieces(ctx.args.count) if ctx.args.count else None
+                event = cashbook.record_emptied(journal, ctx.args.counted, pieces)
                 recorded = {"kind": event.kind, "seq": event.seq, **event.body}
         except ValueError as exc:
             raise OperationsError(str(exc)) from None
@@ -527,6 +545,8 @@ def cmd_cash(ctx: Context, out: Out) -> int:
         lv = data["levels"]
         lines = []
         if recorded is not None:
+            if recorded.get("counted"):
+                lines.append("counted: " + ", ".join(f"{n} x {d} yen" for d, n in recorded["counted"].items()))
             lines.append(f"recorded {recorded['kind']} (journal #{recorded['seq']})"
                          + (f": counted {recorded['counted_yen']} yen, expected {recorded['expected_yen']} yen, "
                             f"difference {recorded['difference_yen']:+d} yen" if recorded["kind"] == "cash.emptied" else ""))
@@ -709,10 +729,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cash", parents=[common], help="cash levels; record refills and emptying")
     cash = p.add_subparsers(dest="cash_command")
     refill = cash.add_parser("refill", parents=[common], help="coins put into a hopper")
-    refill.add_argument("--coin", type=int, required=True, help="the hopper's coin, yen")
-    refill.add_argument("--coins", type=int, required=True, help="how many coins were added")
+    refill.add_argument("--coin", type=int, help="the hopper's coin, yen (with --coins)")
+    refill.add_argument("--coins", type=int, help="how many coins were added (with --coin)")
+    refill.add_argument("--add", action="append", metavar="YEN=COINS",
+                        help="coins added per denomination, e.g. --add 100=50 --add 10=100")
     empty = cash.add_parser("empty", parents=[common], help="the cash box was emptied")
-    empty.add_argument("--counted", type=int, required=True, help="yen counted out of the cash box")
+    empty.add_argument("--counted", type=int, help="yen counted out of the cash box (a total)")
+    empty.add_argument("--count", action="append", metavar="YEN=PIECES",
+                       help="pieces counted per denomination, e.g. --count 1000=12 --count 100=34")
     p = sub.add_parser("service", parents=[common], help="take the kiosk in or out of service")
     p.add_argument("state", choices=("on", "off"))
     p.add_argument("--reason", default="maintenance")

@@ -27,12 +27,15 @@ from cityhall.counter import daybook, staff
 from cityhall.counter.alarms import AlarmStore
 from cityhall.counter.fleet import DEVICE_ROLES, PAPER_ROLES, error_message_keys, fleet_rows
 from cityhall.counter.projection import JST
+from cityhall.counter.vouchers import VoucherDesk
 from cityhall.counter.webhook import WebhookSender
 from cityhall.devices import DeviceRegistryError
 from kiosk.i18n import catalog
 
 PREFIX = "/dashboard"
 MAX_NOTE = 500
+#: Transaction outcomes the catalog words (outcome.<key>).
+OUTCOMES = ("completed", "partly_refunded", "refunded", "voucher", "cancelled", "abandoned")
 
 
 @dataclass
@@ -51,6 +54,7 @@ def install(app: FastAPI, kit: Kit) -> None:
     alarms = AlarmStore(db)
     sender = WebhookSender(db, settings, service.clock)
     app.state.webhook_sender = sender
+    desk = VoucherDesk(db, app.state.devices)
     error_keys = error_message_keys()
 
     @app.on_event("startup")
@@ -136,6 +140,44 @@ def install(app: FastAPI, kit: Kit) -> None:
         if sender.requeue(message_id[:32]):
             staff.record_now(db, kit.now(), session.username, "requeue_webhook", message_id[:32])
         return RedirectResponse(f"{PREFIX}/alarms", status_code=303)
+
+    # --- vouchers -------------------------------------------------------------------------------------
+
+    def why_text(request: Request) -> Callable[[Any], str]:
+        lang = kit.language(request)
+        t, te = catalog("dashboard", lang), catalog("errors", lang)
+
+        def text(check: Any) -> str:
+            kind, _, value = (check.why or "").partition(".")
+            if kind == "code" and value.isdigit():
+                return te("error." + error_keys.get(int(value), "internal") + ".title") + f" (E{value})"
+            if kind == "outcome" and value in OUTCOMES:
+                return t("outcome." + value)
+            return t("voucher.why_unknown")
+        return text
+
+    @app.get(PREFIX + "/vouchers", include_in_schema=False)
+    def voucher_page(request: Request, code: str = "") -> Response:
+        session = kit.current(request)
+        if session is None:
+            return login_redirect()
+        check = desk.check(code.strip()[:512], kit.now()) if code.strip() else None
+        return kit.render(request, "vouchers.html", session=session, code=code.strip()[:512], check=check,
+                          why_text=why_text(request),
+                          may_redeem=staff.may(session.role, "redeem_voucher"),
+                          recent=desk.recent(kit.now().astimezone(JST).date()))
+
+    @app.post(PREFIX + "/vouchers/redeem", include_in_schema=False)
+    async def redeem(request: Request) -> Response:
+        session, form, refusal = await staff_action(request, "redeem_voucher")
+        if refusal is not None:
+            return refusal
+        code = str(form.get("code", "")).strip()[:512]
+        result = await run_in_threadpool(desk.redeem, code, session.username, kit.now())
+        status = 200 if result.ok else (409 if result.reason == "already_redeemed" else 422)
+        return kit.render(request, "vouchers.html", status=status, session=session, code=code, check=result,
+                          why_text=why_text(request),
+                          may_redeem=True, recent=desk.recent(kit.now().astimezone(JST).date()), redeemed=result.ok)
 
     # --- daily book -----------------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """Refund vouchers (返金引換券) at the counter: a clerk scans or types the code the kiosk printed, sees
 the amount, the kiosk, when it was issued and why, and pays it out — exactly once.
 
-The code is checked with sync.voucher (the kiosk signed it with its device key, which city hall knows
-from enrollment): a forged or altered code, an unknown or revoked kiosk, or an expired voucher is
-refused with its reason. "Exactly once" is the database's job: ``voucher_redemptions`` has the voucher
+The code is checked with sync.voucher.verify (the kiosk signed it with its device key, which city hall
+knows from enrollment): a forged or altered code, an unknown kiosk, a code signed after its kiosk was
+revoked, or an expired voucher is refused with its reason (an expired voucher's money is still owed:
+the clerk sends the resident to the accounting section, docs/counter.md). The voucher's id is its
+transaction id: a kiosk issues at most one voucher per transaction. "Exactly once" is the database's job: ``voucher_redemptions`` has the voucher
 id as its primary key, so of two clerks clicking at the same instant one INSERT succeeds and the other
 gets a conflict (on SQLite the write lock serialises them; on PostgreSQL the unique index does), and
 the second clerk is told who redeemed it and when.
@@ -25,15 +27,16 @@ from sync import voucher as voucher_code
 @dataclass
 class VoucherCheck:
     ok: bool
-    reason: str  # "" when ok; else a catalog suffix: forged, expired, unknown_kiosk, already_redeemed, malformed
+    reason: str  # "" when ok; else forged, expired, unknown_kiosk, revoked_kiosk, already_redeemed, malformed
     voucher_id: str = ""
     device_id: str = ""
     location: str = ""
     amount_yen: int = 0
     issued_at: datetime | None = None
     expires_at: datetime | None = None
-    why: str = ""  # what the kiosk's journal says led to the voucher (an error code's key, or the outcome)
+    why: str = ""  # what the kiosk's journal says led to the voucher: "code.<n>" or "outcome.<outcome>"
     in_journal: bool = False
+    detail: str = ""  # sync.voucher's sentence, for logs
     redeemed_by: str | None = None
     redeemed_at: datetime | None = None
 
@@ -43,28 +46,35 @@ class VoucherDesk:
         self.db = db
         self.devices = devices
 
+    def _key(self, device_id: str) -> Any:
+        device = self.devices.get(device_id)
+        return device.key() if device is not None else None
+
     def check(self, code: str, now: datetime) -> VoucherCheck:
-        try:
-            voucher = voucher_code.parse(code)
-        except voucher_code.VoucherInvalid as exc:
-            return VoucherCheck(False, exc.reason)
+        result = voucher_code.verify(code, self._key, now)
+        voucher = result.voucher
+        if result.status is voucher_code.VoucherStatus.MALFORMED or voucher is None:
+            return VoucherCheck(False, "malformed", detail=result.detail)
         device = self.devices.get(voucher.device_id)
-        base = dict(voucher_id=voucher.voucher_id, device_id=voucher.device_id, amount_yen=voucher.amount_yen,
-                    issued_at=voucher.issued_at, expires_at=voucher.expires_at)
+        base: dict[str, Any] = dict(voucher_id=voucher.txn_id, device_id=voucher.device_id,
+                                    amount_yen=voucher.amount_yen, issued_at=voucher.issued_at,
+                                    expires_at=voucher.expires_at, detail=result.detail,
+                                    location=device.location if device else "")
         if device is None:
             return VoucherCheck(False, "unknown_kiosk", **base)
-        base["location"] = device.location
-        try:
-            voucher_code.verify(code, device.key(), now)
-        except voucher_code.VoucherInvalid as exc:
-            return VoucherCheck(False, exc.reason, **base)
-        why, in_journal = self._why(voucher.device_id, voucher.voucher_id)
+        if result.status is voucher_code.VoucherStatus.FORGED:
+            return VoucherCheck(False, "forged", **base)
+        if not device.active and device.revoked_at is not None and voucher.issued_at > device.revoked_at:
+            return VoucherCheck(False, "revoked_kiosk", **base)  # signed after the kiosk's key was withdrawn
+        why, in_journal = self._why(voucher.device_id, voucher.txn_id)
         with self.db.transaction() as tx:
             done = tx.one("SELECT redeemed_by, redeemed_at FROM voucher_redemptions WHERE voucher_id = ?",
-                          (voucher.voucher_id,))
+                          (voucher.txn_id,))
         if done:
             return VoucherCheck(False, "already_redeemed", **base, why=why, in_journal=in_journal,
                                 redeemed_by=done["redeemed_by"], redeemed_at=from_db_time(done["redeemed_at"]))
+        if result.status is voucher_code.VoucherStatus.EXPIRED:
+            return VoucherCheck(False, "expired", **base, why=why, in_journal=in_journal)
         return VoucherCheck(True, "", **base, why=why, in_journal=in_journal)
 
     def _why(self, device_id: str, voucher_id: str) -> tuple[str, bool]:

@@ -54,8 +54,8 @@ def levels_from(events: Iterable[Event], hopper_coins: tuple[int, ...]) -> CashL
     levels = CashLevels(hoppers={c: 0 for c in hopper_coins})
     for event in events:
         if event.kind == REFILL:
-            coin = int(event.body["coin_yen"])
-            levels.hoppers[coin] = levels.hoppers.get(coin, 0) + int(event.body["coins"])
+            for coin, coins in refill_counts(event.body).items():
+                levels.hoppers[coin] = levels.hoppers.get(coin, 0) + coins
             levels.last_refill_at = event.at
         elif event.kind == EMPTIED:
             levels.cashbox_yen = levels.cashbox_coins_yen = levels.cashbox_notes_yen = 0
@@ -80,19 +80,58 @@ def read_levels(journal: Journal, cash_options: Mapping[str, Any] | None) -> Cas
     return levels_from(journal.events(), hopper_coins_of(cash_options))
 
 
+def refill_counts(body: Mapping[str, Any]) -> dict[int, int]:
+    """Coins added per denomination, from either refill body: {coin_yen, coins} or {added: {yen: coins}}."""
+    if isinstance(body.get("added"), Mapping):
+        return {int(coin): int(n) for coin, n in body["added"].items()}
+    return {int(body["coin_yen"]): int(body["coins"])}
+
+
 def record_refill(journal: Journal, coin_yen: int, coins: int, cash_options: Mapping[str, Any] | None) -> Event:
+    return record_refills(journal, {coin_yen: coins}, cash_options)
+
+
+def record_refills(journal: Journal, added: Mapping[int, int], cash_options: Mapping[str, Any] | None) -> Event:
+    """One journal event for the coins put into the hoppers, per denomination (city hall's fleet page
+    adds them to the float)."""
     fitted = hopper_coins_of(cash_options)
-    if coin_yen not in fitted:
-        raise ValueError(f"no hopper pays {coin_yen}-yen coins on this kiosk (hoppers: "
-                         f"{', '.join(f'{c} yen' for c in fitted) or 'none'})")
-    if coins <= 0 or coins > 5000:
-        raise ValueError(f"a refill adds 1 to 5000 coins, not {coins}")
-    return journal.append(REFILL, {"coin_yen": coin_yen, "coins": coins})
+    if not added:
+        raise ValueError("say which coins were added, e.g. --add 100=50")
+    for coin_yen, coins in added.items():
+        if coin_yen not in fitted:
+            raise ValueError(f"no hopper pays {coin_yen}-yen coins on this kiosk (hoppers: "
+                             f"{', '.join(f'{c} yen' for c in fitted) or 'none'})")
+        if coins <= 0 or coins > 5000:
+            raise ValueError(f"a refill adds 1 to 5000 coins, not {coins}")
+    body: dict[str, Any] = {"added": {str(c): n for c, n in sorted(added.items())}}
+    if len(added) == 1:
+        ((coin_yen, coins),) = added.items()
+        body.update(coin_yen=coin_yen, coins=coins)
+    return journal.append(REFILL, body)
 
 
-def record_emptied(journal: Journal, counted_yen: int) -> Event:
-    if counted_yen < 0:
+DENOMINATIONS = (10000, 5000, 2000, 1000, 500, 100, 50, 10, 5, 1)
+
+
+def record_emptied(journal: Journal, counted_yen: int | None = None,
+                   counted: Mapping[int, int] | None = None) -> Event:
+    """The cash box emptied: what the technician counted (a total, or pieces per denomination), against
+    what the book expected; city hall's daily book shows the difference."""
+    if counted is not None:
+        for denomination, pieces in counted.items():
+            if denomination not in DENOMINATIONS:
+                raise ValueError(f"{denomination} yen is not a Japanese coin or note")
+            if pieces < 0:
+                raise ValueError(f"a count of {denomination}-yen pieces is not negative ({pieces})")
+        total = sum(d * n for d, n in counted.items())
+        if counted_yen is not None and counted_yen != total:
+            raise ValueError(f"the pieces counted add up to {total} yen, not the {counted_yen} yen given")
+        counted_yen = total
+    if counted_yen is None or counted_yen < 0:
         raise ValueError("the counted amount is a non-negative number of yen")
     expected = read_levels(journal, None).cashbox_yen
-    return journal.append(EMPTIED, {"counted_yen": counted_yen, "expected_yen": expected,
-                                    "difference_yen": counted_yen - expected})
+    body: dict[str, Any] = {"counted_yen": counted_yen, "expected_yen": expected,
+                            "difference_yen": counted_yen - expected}
+    if counted is not None:
+        body["counted"] = {str(d): n for d, n in sorted(counted.items(), reverse=True) if n}
+    return journal.append(EMPTIED, body)

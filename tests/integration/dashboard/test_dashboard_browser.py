@@ -40,12 +40,18 @@ def test_fleet_page_shows_the_kiosks_backlog_and_state(page, dash_world):
     held = dash_world.kiosk.journal.last_seq() - dash_world.backlog
     assert row.locator(".last-seq").inner_text().strip() == str(held)
     text = row.inner_text()
-    assert "paper_low" in text and "404 A4 printer: cover open" in text and "稼働中" in text
-    assert "¥600" in text  # 500 + 300 in by cash, 200 back as change; the QR payment is not cash
+    assert "稼働中" in row.locator(".state").inner_text()
+    assert "残りわずか" in row.locator(".device-receipt_printer").inner_text()  # the paper_low warning, in words
+    assert "故障" in row.locator(".device-printer").inner_text() and "E404" in text  # the cover-open fault
+    assert "現金 600円" in row.locator(".takings-cash").inner_text()  # 500 + 300 in by cash, 200 back as change
+    assert "QR決済 300円" in row.locator(".takings-qr").inner_text()
+    assert "金庫の現金 800円" in row.locator(".cashbox").inner_text()  # change comes from the hoppers, not the box
+    for token in ("paper_low", "in_service", "device.fault", "receipt_printer", "OUT_OF_SERVICE", "juminhyo"):
+        assert token not in text, f"raw token {token!r} on the fleet page"
     DOCS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS / "fleet.png"), full_page=True)
     page.click("#lang-switch")
-    assert "Kiosk fleet" in page.content() and "in service" in page.locator(f"#kiosk-{dash_world.kiosk.device_id}").inner_text()
+    assert "Kiosk fleet" in page.content() and "In service" in page.locator(f"#kiosk-{dash_world.kiosk.device_id}").inner_text()
 
 
 def test_reconciliation_flags_the_planted_mismatch(page, dash_world):

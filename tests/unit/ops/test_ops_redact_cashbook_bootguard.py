@@ -51,6 +51,14 @@ def test_cash_levels_follow_refills_payouts_and_emptying(tmp_path: Path) -> None
         assert cashbook.read_levels(journal, options).cashbox_yen == 0
         with pytest.raises(ValueError, match="no hopper pays 500-yen"):
             cashbook.record_refill(journal, 500, 10, options)
+        refill = cashbook.record_refills(journal, {100: 20, 10: 30}, options)
+        assert refill.body == {"added": {"10": 30, "100": 20}}
+        assert cashbook.read_levels(journal, options).hoppers == {100: 68, 10: 127}
+        journal.money_in("k3", 1000, "note 1000")
+        by_piece = cashbook.record_emptied(journal, counted={1000: 1})
+        assert by_piece.body == {"counted_yen": 1000, "expected_yen": 1000, "difference_yen": 0, "counted": {"1000": 1}}
+        with pytest.raises(ValueError, match="add up to 1000 yen"):
+            cashbook.record_emptied(journal, 900, {1000: 1})
     finally:
         journal.close()
 
