@@ -254,11 +254,13 @@ def sign_off(db: Database, day: date, scope: str, username: str, now: datetime) 
         tx.execute("INSERT INTO daybook_signoffs (scope, day, signed_by, signed_at, figures) VALUES (?, ?, ?, ?, ?) "
                    "ON CONFLICT (scope, day) DO NOTHING",
                    (scope, day.isoformat(), username, to_db_time(now), json.dumps(figures, sort_keys=True)))
-        if not tx.rowcount:
-            audit.record(tx, now, username, "sign_off_day.refused", f"{scope} {day}", reason="already_signed")
-            raise DayBookError("already_signed", 409, f"{day} ({scope}) is already signed off")
-        audit.record(tx, now, username, "sign_off_day", f"{scope} {day}", fees=book.total.fees,
-                     difference=book.total.difference)
+        signed_now = tx.rowcount == 1
+        if signed_now:
+            audit.record(tx, now, username, "sign_off_day", f"{scope} {day}", fees=book.total.fees,
+                         difference=book.total.difference)
+    if not signed_now:  # recorded in its own transaction: a refusal is audited too
+        audit.record_now(db, now, username, "sign_off_day.refused", f"{scope} {day}", reason="already_signed")
+        raise DayBookError("already_signed", 409, f"{day} ({scope}) is already signed off")
     return build(db, day, scope)
 
 
@@ -271,20 +273,26 @@ def add_entry(db: Database, day: date, scope: str, kind: str, amount_yen: int, n
     note = note.strip()
     if not note:
         raise DayBookError("note_required", 422, "say why: a note is required")
+    refusal: DayBookError | None = None
     with db.transaction() as tx:
         signed = tx.one("SELECT signed_by FROM daybook_signoffs WHERE day = ? AND scope = ?"
                         + (" FOR UPDATE" if db.postgres else ""), (day.isoformat(), scope))
         if kind == "adjustment" and signed:
-            audit.record(tx, now, username, "adjust_day.refused", f"{scope} {day}", reason="signed_off",
-                         amount_yen=amount_yen)
-            raise DayBookError("signed_off", 409, f"{day} ({scope}) was signed off by {signed['signed_by']}: it is "
-                                                  "read-only; enter a correction instead")
-        if kind == "correction" and not signed:
-            raise DayBookError("not_signed", 409, "a correction is for a signed day; before sign-off, adjust")
-        tx.execute("INSERT INTO daybook_entries (entry_id, scope, day, kind, amount_yen, note, entered_by, entered_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (secrets.token_hex(8), scope, day.isoformat(), kind, amount_yen,
-                                                       note[:500], username, to_db_time(now)))
-        audit.record(tx, now, username, f"{kind}_day", f"{scope} {day}", amount_yen=amount_yen, note=note[:200])
+            refusal = DayBookError("signed_off", 409, f"{day} ({scope}) was signed off by {signed['signed_by']}: it "
+                                                      "is read-only; enter a correction instead")
+        elif kind == "correction" and not signed:
+            refusal = DayBookError("not_signed", 409, "a correction is for a signed day; before sign-off, adjust")
+        else:
+            tx.execute("INSERT INTO daybook_entries (entry_id, scope, day, kind, amount_yen, note, entered_by, "
+                       "entered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (secrets.token_hex(8), scope, day.isoformat(), kind, amount_yen, note[:500], username,
+                        to_db_time(now)))
+            audit.record(tx, now, username, f"{kind}_day", f"{scope} {day}", amount_yen=amount_yen, note=note[:200])
+    if refusal is not None:
+        if refusal.reason == "signed_off":
+            audit.record_now(db, now, username, "adjust_day.refused", f"{scope} {day}", reason="signed_off",
+                             amount_yen=amount_yen)
+        raise refusal
 
 
 @dataclass
