@@ -48,8 +48,7 @@ def test_fleet_page_shows_the_kiosks_backlog_and_state(page, dash_world):
     assert "金庫の現金 800円" in row.locator(".cashbox").inner_text()  # change comes from the hoppers, not the box
     for token in ("paper_low", "in_service", "device.fault", "receipt_printer", "OUT_OF_SERVICE", "juminhyo"):
         assert token not in text, f"raw token {token!r} on the fleet page"
-    DOCS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS / "fleet.png"), full_page=True)
+    # docs/dashboard/fleet.png is taken by test_counter_browser (a kiosk with cash, vouchers and alarms)
     page.click("#lang-switch")
     assert "Kiosk fleet" in page.content() and "In service" in page.locator(f"#kiosk-{dash_world.kiosk.device_id}").inner_text()
 
