@@ -72,6 +72,8 @@ STATEMENTS = (
            acknowledged_at TEXT,
            ack_note        TEXT)""",
     "CREATE INDEX counter_alarms_raised ON counter_alarms (raised_at)",
+    # The fleet page counts each kiosk's open alarms: answered from this index alone.
+    "CREATE INDEX counter_alarms_open ON counter_alarms (acknowledged_at, device_id)",
     """CREATE TABLE webhook_outbox (
            message_id      TEXT PRIMARY KEY,
            alarm_id        TEXT NOT NULL REFERENCES counter_alarms (alarm_id),
