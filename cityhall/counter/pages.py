@@ -38,6 +38,17 @@ MAX_NOTE = 500
 OUTCOMES = ("completed", "partly_refunded", "refunded", "voucher", "cancelled", "abandoned")
 
 
+FLEET_PAGE_ROWS = 100
+
+
+def fleet_page_rows(rows: list[Any], page: int) -> tuple[list[Any], int]:
+    """Kiosks that need someone first (silent, fault, paused, open alarms), then the rest; one page of them."""
+    rows = sorted(rows, key=lambda r: (r.state == "in_service" and not r.open_alarms, r.device_id))
+    pages = max(1, -(-len(rows) // FLEET_PAGE_ROWS))
+    page = min(max(page, 1), pages)
+    return rows[(page - 1) * FLEET_PAGE_ROWS:page * FLEET_PAGE_ROWS], pages
+
+
 @dataclass
 class Kit:
     render: Callable[..., Response]
@@ -93,12 +104,14 @@ def install(app: FastAPI, kit: Kit) -> None:
     # --- fleet ----------------------------------------------------------------------------------------
 
     @app.get(PREFIX + "/", include_in_schema=False)
-    def fleet_page(request: Request) -> Response:
+    def fleet_page(request: Request, page: int = 1) -> Response:
         session = kit.current(request)
         if session is None:
             return login_redirect()
-        rows = fleet_rows(db, kit.now(), timedelta(minutes=settings.silent_after_minutes))
-        return kit.render(request, "fleet.html", session=session, rows=rows, roles=DEVICE_ROLES,
+        rows, pages = fleet_page_rows(fleet_rows(db, kit.now(), timedelta(minutes=settings.silent_after_minutes)),
+                                      page)
+        return kit.render(request, "fleet.html", session=session, rows=rows, roles=DEVICE_ROLES, page=page,
+                          pages=pages,
                           paper_roles=PAPER_ROLES, te=catalog("errors", kit.language(request)),
                           error_keys=error_keys)
 

@@ -114,3 +114,17 @@ def test_an_unbalanced_transaction_and_a_fault_raise_alarms_once():
     finally:
         db.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_fleet_page_lists_kiosks_that_need_someone_first_one_page_at_a_time():
+    from types import SimpleNamespace
+
+    from cityhall.counter.pages import FLEET_PAGE_ROWS, fleet_page_rows
+
+    rows = [SimpleNamespace(device_id=f"k{i:03d}", state="in_service", open_alarms=0) for i in range(250)]
+    rows[200].state, rows[7].open_alarms = "silent", 2
+    first, pages = fleet_page_rows(rows, 1)
+    assert pages == 3 and len(first) == FLEET_PAGE_ROWS
+    assert [r.device_id for r in first[:2]] == ["k007", "k200"]
+    last, _ = fleet_page_rows(rows, 99)  # past the end: the last page
+    assert len(last) == 50
