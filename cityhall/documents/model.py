@@ -44,6 +44,8 @@ CERTIFICATION_SENTENCES: dict[str, str] = {
     "kazei": "上記のとおり相違ないことを証明する。",
     "hikazei": "上記の者は、{fiscal_year}の市民税・県民税が課されていないことを証明する。",
 }
+CLOSING = "以下余白"
+PERSONS_PER_SHEET = 4  # 世帯連記式: 住民記録システム標準仕様書 (docs/certificates.md)
 _INDIVIDUAL_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
 
 
@@ -64,6 +66,8 @@ class CertificateRequest:
     resident: Mapping[str, Any]    # the registry record (see prompts/cityhall_shared.md)
     tax_year: int | None = None    # fiscal year (年度) of the tax record, e.g. 2025 → 令和7年度
     options: tuple[str, ...] = ()
+    members: tuple[int, ...] = ()  # with_household: which members (0 = the card holder, 1.. = household[i-1]);
+                                   # () = all of them. Fewer than all prints "世帯の一部".
     copy_number: int = 1
     copies: int = 1
     place_of_issue: str = ""       # the kiosk's location, e.g. "和光市役所 1階 証明書自動交付機"
@@ -97,6 +101,9 @@ class DocumentModel:
     notes: tuple[str, ...]
     certification: str
     format: str = field(default=CONTENT_FORMAT)
+    layout: str = ""               # juminhyo: "household" (世帯連記式) or "individual" (個人票)
+    persons_per_sheet: int = 0     # 世帯連記式: a new sheet after this many persons, the header repeated
+    closing: str = ""              # printed after the last entry: 以下余白
 
     def canonical_bytes(self) -> bytes:
         """Sorted-key compact UTF-8 JSON: the bytes whose SHA-256 the QR signature covers."""
@@ -119,7 +126,7 @@ class DocumentModel:
 
     def all_text(self) -> list[str]:
         texts = [self.title, self.issuance_number, self.issue_date, self.city_name, self.mayor_name,
-                 self.place_of_issue, self.copy_label, self.certification, *self.notes]
+                 self.place_of_issue, self.copy_label, self.certification, self.closing, *self.notes]
         for row in self.header:
             texts += [row.label, row.value]
         for block in self.blocks:
@@ -139,7 +146,8 @@ def build_model(req: CertificateRequest) -> DocumentModel:
     _validate_request(req)
     resident = req.resident
     builders = {"juminhyo": _juminhyo, "kazei": _kazei, "hikazei": _hikazei}
-    header, blocks, notes, certification = builders[req.cert_type](req, resident)
+    header, blocks, notes, certification, *layout = builders[req.cert_type](req, resident)
+    layout_name, per_sheet = layout if layout else ("", 0)
     model = DocumentModel(
         cert_type=req.cert_type,
         title=CERT_TYPES[req.cert_type],
@@ -154,6 +162,9 @@ def build_model(req: CertificateRequest) -> DocumentModel:
         blocks=blocks,
         notes=notes,
         certification=certification,
+        layout=layout_name,
+        persons_per_sheet=per_sheet,
+        closing=CLOSING,
     )
     for text in model.all_text():
         if contains_individual_number(text):
@@ -191,8 +202,7 @@ def _validate_request(req: CertificateRequest) -> None:
             raise CertificateRequestInvalid(f"tax_year: required for {req.cert_type}")
         if str(req.tax_year) not in (req.resident.get("tax") or {}):
             raise CertificateRequestInvalid(f"tax_year: no tax record for fiscal year {req.tax_year}")
-        record = req.resident["tax"][str(req.tax_year)]
-        if req.cert_type == "hikazei" and _tax_total(record) != 0:
+        if req.cert_type == "hikazei" and _assessment(req).annual_tax != 0:
             raise CertificateRequestInvalid(
                 f"tax_year: the resident was taxed for fiscal year {req.tax_year}; "
                 "a 非課税証明書 cannot be issued")
@@ -215,77 +225,123 @@ def _identity_rows(resident: Mapping[str, Any]) -> tuple[Row, ...]:
             Row("生年月日", _birth(resident)))
 
 
+def _date(record: Mapping[str, Any], key: str) -> str:
+    raw = record.get(key)
+    return wareki_date(parse_iso_date(raw)) if raw else ""
+
+
+def _person_rows(person: Mapping[str, Any], resident: Mapping[str, Any], *, relationship: bool,
+                 honseki: bool, with_address: bool) -> tuple[Row, ...]:
+    """One person's entry with every item a kiosk copy prints (docs/certificates.md, 住民票の写し).
+    Never 個人番号 or 住民票コード: the record has neither, and the model refuses any 12-digit run."""
+    kana = _text(person, "kana")
+    name = _text(person, "name") + (f"（{kana}）" if kana else "")
+    born = f"{_birth(person)}　{_text(person, 'sex')}"
+    rows = [Row("氏名（ふりがな）", name)]
+    if relationship:
+        rows.append(Row("生年月日・性別・続柄", f"{born}　{_text(person, 'relationship')}"))
+    else:
+        rows.append(Row("生年月日・性別", born))
+    if with_address:
+        rows += [Row("住所", _text(resident, "address")), Row("世帯主", _text(resident, "household_head"))]
+    moved_in = _date(person, "moved_in")
+    reason = _text(person, "moved_in_reason")
+    rows.append(Row("住民となった年月日", f"{moved_in}　{reason}" if reason and moved_in else moved_in))
+    since, notified = _date(person, "address_since"), _date(person, "address_notified")
+    rows.append(Row("住所を定めた年月日", f"{since}　（届出日 {notified}）" if notified else since))
+    previous = _text(person, "previous_address")
+    rows.append(Row("前住所", previous or ("（出生）" if reason == "出生" else "")))
+    if honseki:
+        # Members of one household share the record's 本籍 unless the registry says otherwise.
+        place = _text(person, "honseki") or _text(resident, "honseki")
+        head = _text(person, "honseki_head") or _text(resident, "honseki_head")
+        rows.append(Row("本籍・筆頭者", f"{place}　筆頭者 {head}"))
+    return tuple(rows)
+
+
 def _juminhyo(req: CertificateRequest, resident: Mapping[str, Any]):
     show_relationship = "with_relationship" in req.options
     show_honseki = "with_honseki" in req.options
-    people: list[Mapping[str, Any]] = [resident]
-    if "with_household" in req.options:
-        people += list(resident.get("household") or [])
+    household = "with_household" in req.options
+    everyone: list[Mapping[str, Any]] = [resident, *(resident.get("household") or [])]
+    if household:
+        chosen = sorted(set(req.members)) if req.members else list(range(len(everyone)))
+        if any(i < 0 or i >= len(everyone) for i in chosen):
+            raise CertificateRequestInvalid(f"members: expected indexes 0–{len(everyone) - 1}, found {list(chosen)}")
+        people = [everyone[i] for i in chosen]
         # The household head is listed first, as on the register; the rest keep the registry's order.
         people.sort(key=lambda person: person.get("relationship") != "世帯主")
+        partial = len(people) < len(everyone)
+    else:
+        if req.members:
+            raise CertificateRequestInvalid("members: only with the with_household option")
+        people, partial = [resident], False  # 個人票: one person by design, not a part of a household copy
 
-    header = [Row("住所", _text(resident, "address")),
-              Row("世帯主", _text(resident, "household_head"))]
-    blocks = []
-    for index, person in enumerate(people, start=1):
-        rows = [Row("ふりがな", _text(person, "kana")),
-                Row("氏名", _text(person, "name")),
-                Row("生年月日", _birth(person)),
-                Row("性別", _text(person, "sex"))]
-        if show_relationship:
-            rows.append(Row("続柄", _text(person, "relationship")))
-        moved_in = person.get("moved_in")
-        if moved_in:
-            rows.append(Row("住民となった年月日", wareki_date(parse_iso_date(moved_in))))
-        if show_honseki:
-            # Members of one household share the record's 本籍 unless the registry says otherwise.
-            rows.append(Row("本籍", _text(person, "honseki") or _text(resident, "honseki")))
-            head = _text(person, "honseki_head") or _text(resident, "honseki_head")
-            if head:
-                rows.append(Row("筆頭者", head))
-        blocks.append(Block(f"{index}", tuple(rows)))
-
-    scope = "世帯全員" if "with_household" in req.options else "本人のみ"
-    note = (f"記載事項: {scope} ／ 本籍・筆頭者: {'記載' if show_honseki else '省略'}"
-            f" ／ 続柄: {'記載' if show_relationship else '省略'}")
-    return tuple(header), tuple(blocks), (note,), CERTIFICATION_SENTENCES["juminhyo"]
+    if household:
+        header = (Row("住所", _text(resident, "address")), Row("世帯主", _text(resident, "household_head")))
+    else:
+        header = ()
+    blocks = tuple(Block(f"{index}", _person_rows(person, resident, relationship=show_relationship,
+                                                  honseki=show_honseki, with_address=not household))
+                   for index, person in enumerate(people, start=1))
+    scope = ("世帯の一部" if partial else "世帯全員") if household else "本人のみ（個人票）"
+    notes = [f"記載事項: {scope}（{len(people)}人） ／ 本籍・筆頭者: {'記載' if show_honseki else '省略'}"
+             f" ／ 続柄: {'記載' if show_relationship else '省略'} ／ 個人番号・住民票コード: 省略"]
+    if partial:
+        notes.append("この写しは世帯の一部の者について記載したものです。")
+    layout = ("household", PERSONS_PER_SHEET) if household else ("individual", 0)
+    return header, blocks, tuple(notes), CERTIFICATION_SENTENCES["juminhyo"], *layout
 
 
 def _tax_total(record: Mapping[str, Any]) -> int:
     return int(record.get("municipal_tax", 0)) + int(record.get("prefectural_tax", 0))
 
 
-def _tax_rows(record: Mapping[str, Any], fiscal_year: int) -> tuple[Row, ...]:
-    income = int(record["income"])
-    taxable = int(record.get("taxable_income", 0))
-    deductions = int(record["deductions"]) if "deductions" in record else max(income - taxable, 0)
-    rows = [Row("年度", wareki_fiscal_year(fiscal_year)),
-            Row("所得の年分", f"{wareki_calendar_year(fiscal_year - 1)}分"),
-            Row("総所得金額", yen(income)),
-            Row("所得控除額", yen(deductions)),
-            Row("課税標準額", yen(taxable))]
-    return tuple(rows)
+def _assessment(req: CertificateRequest):
+    from cityhall.taxcalc import assess_record
+
+    assert req.tax_year is not None
+    return assess_record(req.resident, req.tax_year)
 
 
 def _kazei(req: CertificateRequest, resident: Mapping[str, Any]):
-    assert req.tax_year is not None
-    record = req.resident["tax"][str(req.tax_year)]
-    municipal = int(record.get("municipal_tax", 0))
-    prefectural = int(record.get("prefectural_tax", 0))
-    blocks = (Block("所得・控除", _tax_rows(record, req.tax_year)),
-              Block("税額", (Row("市民税", yen(municipal)),
-                             Row("県民税", yen(prefectural)),
-                             Row("合計", yen(municipal + prefectural)))))
-    notes = ("所得の年分の1月1日から12月31日までの所得に基づき課税された年度の証明です。",)
-    return _identity_rows(resident), blocks, notes, CERTIFICATION_SENTENCES["kazei"]
+    """住民税課税（所得）証明書: the items of the 税務システム標準仕様書's 課税証明書 (docs/certificates.md)."""
+    a = _assessment(req)
+    year = Block("年度", (Row("年度", wareki_fiscal_year(a.fiscal_year)),
+                         Row("所得の年分", f"{wareki_calendar_year(a.fiscal_year - 1)}分")))
+    income = Block("所得の内訳", (
+        Row("給与", f"収入 {yen(a.salary_revenue)}　所得 {yen(a.salary_income)}"),
+        Row("公的年金等", f"収入 {yen(a.pension_revenue)}　所得 {yen(a.pension_income)}"),
+        Row("事業", yen(a.business_income)),
+        Row("その他", yen(a.other_income)),
+        Row("合計所得金額", yen(a.income_total))))
+    deductions = Block("所得控除", (
+        Row("社会保険料控除", yen(a.social_insurance_deduction)),
+        Row("配偶者控除", yen(a.spouse_deduction)),
+        Row("扶養控除", yen(a.dependent_deduction)),
+        Row("基礎控除", yen(a.basic_deduction)),
+        Row("所得控除合計", yen(a.deductions_total))))
+    family = Block("扶養", (Row("控除対象配偶者", "有" if a.has_spouse else "無"),
+                           Row("扶養親族の数", f"{a.dependents}人")))
+    tax = Block("税額", (
+        Row("課税標準額", yen(a.taxable_income)),
+        Row("所得割額", f"市民税 {yen(a.municipal_income_levy)}　県民税 {yen(a.prefectural_income_levy)}"),
+        Row("均等割額", f"市民税 {yen(a.municipal_per_capita)}　県民税 {yen(a.prefectural_per_capita)}"),
+        Row("森林環境税", yen(a.forest_environment_tax)),
+        Row("年税額", yen(a.annual_tax))))
+    notes = ("所得の年分の1月1日から12月31日までの所得に基づき課税された年度の証明です。",
+             "年税額は市民税・県民税（所得割額と均等割額の合計）と森林環境税（国税）の合計です。")
+    return (_identity_rows(resident), (year, income, deductions, family, tax), notes,
+            CERTIFICATION_SENTENCES["kazei"])
 
 
 def _hikazei(req: CertificateRequest, resident: Mapping[str, Any]):
-    assert req.tax_year is not None
-    record = req.resident["tax"][str(req.tax_year)]
-    blocks = (Block("所得", (Row("年度", wareki_fiscal_year(req.tax_year)),
-                             Row("所得の年分", f"{wareki_calendar_year(req.tax_year - 1)}分"),
-                             Row("総所得金額", yen(int(record["income"]))),
-                             Row("市民税・県民税", "非課税"))),)
-    sentence = CERTIFICATION_SENTENCES["hikazei"].format(fiscal_year=wareki_fiscal_year(req.tax_year))
-    return _identity_rows(resident), blocks, (), sentence
+    a = _assessment(req)
+    blocks = (Block("所得", (Row("年度", wareki_fiscal_year(a.fiscal_year)),
+                             Row("所得の年分", f"{wareki_calendar_year(a.fiscal_year - 1)}分"),
+                             Row("合計所得金額", yen(a.income_total)),
+                             Row("市民税・県民税", "非課税"),
+                             Row("森林環境税", "非課税"))),)
+    sentence = CERTIFICATION_SENTENCES["hikazei"].format(fiscal_year=wareki_fiscal_year(a.fiscal_year))
+    notes = ("地方税法第24条の5及び第295条（個人の住民税の非課税の範囲）により課されていません。",)
+    return _identity_rows(resident), blocks, notes, sentence

@@ -96,15 +96,20 @@ def compose_pdf(model: DocumentModel, qr_payload: str) -> bytes:
         canvas.setProducer("Madoguchi")
         _attach_content(canvas, model.canonical_bytes())
         _define_ground_form(canvas)
+        sheets = bool(model.persons_per_sheet)
         for number, page in enumerate(pages, start=1):
             _draw_background(canvas)
-            _draw_page_header(canvas, model, font, first=number == 1)
-            y = TOP_FIRST_PAGE if number == 1 else TOP_NEXT_PAGE
-            if number == 1:
+            _draw_page_header(canvas, model, font, first=number == 1 or sheets)
+            y = TOP_FIRST_PAGE if number == 1 or sheets else TOP_NEXT_PAGE
+            if model.header and (number == 1 or sheets):
                 y = _draw_rows(canvas, font, model.header, y, heading=None)
             for block in page:
                 y = _draw_rows(canvas, font, block.rows, y, heading=block.heading)
             if number == len(pages):
+                if model.closing:
+                    canvas.setFont(font, 10.5)
+                    canvas.drawCentredString(PAGE_WIDTH / 2, y - 4 * mm, model.closing)
+                    y -= ROW_HEIGHT
                 _draw_notes(canvas, font, model.notes, y)
                 _draw_certification(canvas, font, model, qr_payload)
             _draw_footer(canvas, font, model, number, len(pages))
@@ -119,15 +124,20 @@ def _block_height(block: Block) -> float:
 
 
 def _plan_pages(model: DocumentModel) -> list[list[Block]]:
+    """Blocks per sheet. 世帯連記式: at most ``persons_per_sheet`` persons a sheet, the header (住所, 世帯主)
+    on every sheet; otherwise fill each page by height."""
     pages: list[list[Block]] = [[]]
-    y = TOP_FIRST_PAGE - len(model.header) * ROW_HEIGHT - BLOCK_GAP
+    header_height = len(model.header) * ROW_HEIGHT + BLOCK_GAP if model.header else 0
+    y = TOP_FIRST_PAGE - header_height
+    per_sheet = model.persons_per_sheet
     for block in model.blocks:
-        if y - _block_height(block) < BOTTOM_LIMIT and pages[-1]:
+        full = per_sheet and len(pages[-1]) >= per_sheet
+        if (full or y - _block_height(block) < BOTTOM_LIMIT) and pages[-1]:
             pages.append([])
-            y = TOP_NEXT_PAGE
+            y = (TOP_FIRST_PAGE if per_sheet else TOP_NEXT_PAGE) - (header_height if per_sheet else 0)
         pages[-1].append(block)
         y -= _block_height(block)
-    notes_height = len(model.notes) * 4.5 * mm + 2 * mm
+    notes_height = len(model.notes) * 4.5 * mm + 2 * mm + (ROW_HEIGHT if model.closing else 0)
     if y - notes_height < CERTIFICATION_TOP:
         pages.append([])
     return pages
@@ -257,9 +267,13 @@ def _draw_footer(canvas: Canvas, font: str, model: DocumentModel, number: int, t
     canvas.setFont(font, 8)
     if model.place_of_issue:
         canvas.drawString(LEFT, 14 * mm, f"発行場所 {model.place_of_issue}")
-    canvas.drawRightString(RIGHT, 14 * mm, f"{number}/{total}")
+    canvas.drawRightString(RIGHT, 14 * mm, sheet_label(number, total))
     canvas.drawCentredString(PAGE_WIDTH / 2, 10 * mm,
                              "この証明書は偽造防止のため地紋を印刷しています。複写したものは証明書として使用できません。")
+
+
+def sheet_label(number: int, total: int) -> str:
+    return f"{total}枚中{number}枚目"
 
 
 def _attach_content(canvas: Canvas, content: bytes) -> None:

@@ -1,4 +1,4 @@
-"""A fictional demo resident and the sample certificates under docs/certificates/.
+"""The sample certificates under docs/certificates/, from the demo registry's invented residents.
 
     python -m cityhall.documents.samples docs/certificates
 
@@ -7,6 +7,7 @@ renders one PDF per type with a throw-away key and converts each first page to P
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -17,40 +18,40 @@ from cityhall.documents.model import CertificateRequest
 from cityhall.documents.render import render_certificate
 from cityhall.documents.signing import DocumentSigner
 
-DEMO_RESIDENT: dict = {
-    "resident_id": "R9001", "status": "active",
-    "name": "見本 太郎", "kana": "みほん たろう", "birth_date": "1980-04-01", "sex": "男",
-    "address": "埼玉県和光市みほん台三丁目4番5号", "moved_in": "2010-04-01",
-    "household_head": "見本 太郎", "relationship": "世帯主",
-    "honseki": "埼玉県和光市みほん台三丁目4番地", "honseki_head": "見本 太郎",
-    "household": [
-        {"name": "見本 花子", "kana": "みほん はなこ", "birth_date": "1982-06-15", "sex": "女",
-         "relationship": "妻", "moved_in": "2010-04-01"},
-        {"name": "見本 一郎", "kana": "みほん いちろう", "birth_date": "2012-11-03", "sex": "男",
-         "relationship": "子", "moved_in": "2012-11-03"},
-    ],
-    "tax": {
-        "2025": {"income": 4200000, "taxable_income": 2800000, "municipal_tax": 168000,
-                 "prefectural_tax": 112000},
-        "2024": {"income": 0, "taxable_income": 0, "municipal_tax": 0, "prefectural_tax": 0},
-    },
-}
-DEMO_ISSUED_AT = datetime(2026, 1, 5, 1, 30, tzinfo=timezone.utc)   # 10:30 in Japan
+REGISTRY_FILE = Path(__file__).resolve().parents[2] / "config" / "demo-registry.json"
 
+
+def sample_registry() -> dict[str, dict]:
+    """The demo registry (the registry adapter's sample data), keyed by card CN."""
+    return json.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
+
+
+_REGISTRY = sample_registry()
+DEMO_RESIDENT: dict = _REGISTRY["8439WAKO0001DEMOCARD"]      # 3-person household, taxed
+SINGLE_RESIDENT: dict = _REGISTRY["8439WAKO0010DEMOCARD"]    # 1-person household
+LARGE_RESIDENT: dict = _REGISTRY["8439WAKO0027DEMOCARD"]     # 6-person household: two sheets
+UNTAXED_RESIDENT: dict = _REGISTRY["8439WAKO0012DEMOCARD"]   # no income: 非課税
+DEMO_ISSUED_AT = datetime(2026, 1, 5, 1, 30, tzinfo=timezone.utc)   # 10:30 in Japan
+CITY = dict(city_name="和光市", mayor_name="和光市長 見本 光子",
+            place_of_issue="和光市役所 1階 証明書自動交付機 (見本)")
+HOUSEHOLD_OPTIONS = ("with_household", "with_honseki", "with_relationship")
+
+
+def _request(number: int, cert_type: str, resident: dict, **kw) -> CertificateRequest:
+    return CertificateRequest(cert_type=cert_type, issuance_number=f"11229-2026-{number:08d}",
+                              issued_at=DEMO_ISSUED_AT, resident=resident, **CITY, **kw)
+
+
+#: name → request; each is rendered to docs/certificates/<name>.png
 SAMPLE_REQUESTS: dict[str, CertificateRequest] = {
-    "juminhyo": CertificateRequest(
-        cert_type="juminhyo", issuance_number="131-2026-00000001", issued_at=DEMO_ISSUED_AT,
-        city_name="和光市", mayor_name="和光市長 見本 光子", resident=DEMO_RESIDENT,
-        options=("with_household", "with_honseki", "with_relationship"),
-        place_of_issue="和光市役所 1階 証明書自動交付機 (見本)"),
-    "kazei": CertificateRequest(
-        cert_type="kazei", issuance_number="131-2026-00000002", issued_at=DEMO_ISSUED_AT,
-        city_name="和光市", mayor_name="和光市長 見本 光子", resident=DEMO_RESIDENT, tax_year=2025,
-        place_of_issue="和光市役所 1階 証明書自動交付機 (見本)"),
-    "hikazei": CertificateRequest(
-        cert_type="hikazei", issuance_number="131-2026-00000003", issued_at=DEMO_ISSUED_AT,
-        city_name="和光市", mayor_name="和光市長 見本 光子", resident=DEMO_RESIDENT, tax_year=2024,
-        place_of_issue="和光市役所 1階 証明書自動交付機 (見本)"),
+    "juminhyo": _request(1, "juminhyo", DEMO_RESIDENT, options=HOUSEHOLD_OPTIONS),
+    "juminhyo-household-1": _request(4, "juminhyo", SINGLE_RESIDENT, options=HOUSEHOLD_OPTIONS),
+    "juminhyo-household-6": _request(5, "juminhyo", LARGE_RESIDENT, options=HOUSEHOLD_OPTIONS),
+    "juminhyo-household-part": _request(6, "juminhyo", LARGE_RESIDENT, options=("with_household",),
+                                        members=(0, 1)),
+    "juminhyo-kojinhyo": _request(7, "juminhyo", DEMO_RESIDENT, options=("with_relationship",)),
+    "kazei": _request(2, "kazei", LARGE_RESIDENT, tax_year=2025),
+    "hikazei": _request(3, "hikazei", UNTAXED_RESIDENT, tax_year=2025),
 }
 
 
@@ -61,16 +62,29 @@ def pdf_to_png(pdf: Path, png_stem: Path, dpi: int = 100, timeout: float = 60.0)
     return png_stem.with_suffix(".png")
 
 
+def pdf_to_pngs(pdf: Path, png_stem: Path, dpi: int = 100, timeout: float = 60.0) -> list[Path]:
+    """Every page: ``<stem>.png`` for a one-page PDF, ``<stem>-1.png``, ``<stem>-2.png``… otherwise."""
+    pages = int(next(line.split()[-1] for line in subprocess.run(
+        ["pdfinfo", str(pdf)], check=True, capture_output=True, text=True, timeout=timeout).stdout.splitlines()
+        if line.startswith("Pages:")))
+    if pages == 1:
+        return [pdf_to_png(pdf, png_stem, dpi, timeout)]
+    subprocess.run(["pdftoppm", "-png", "-r", str(dpi), str(pdf), str(png_stem)], check=True, timeout=timeout,
+                   capture_output=True)
+    return sorted(png_stem.parent.glob(png_stem.name + "-*.png"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0] if args else "docs/certificates")
     out.mkdir(parents=True, exist_ok=True)
     signer = DocumentSigner.generate()
     with tempfile.TemporaryDirectory() as tmp:
-        for cert_type, request in SAMPLE_REQUESTS.items():
-            pdf = Path(tmp) / f"{cert_type}.pdf"
+        for name, request in SAMPLE_REQUESTS.items():
+            pdf = Path(tmp) / f"{name}.pdf"
             pdf.write_bytes(render_certificate(request, signer).pdf)
-            print(pdf_to_png(pdf, out / cert_type))
+            for page in pdf_to_pngs(pdf, out / name):
+                print(page)
     return 0
 
 

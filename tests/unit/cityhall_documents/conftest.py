@@ -37,8 +37,10 @@ def sample_dir(tmp_path_factory, samples) -> Path:
     return directory
 
 
-def pdf_text(pdf_path: Path) -> str:
-    result = subprocess.run([require_binary("pdftotext"), "-layout", "-enc", "UTF-8", str(pdf_path), "-"],
+def pdf_text(pdf_path: Path, page: int | None = None) -> str:
+    """The text layer (every page, or just ``page``, 1-based)."""
+    pages = ["-f", str(page), "-l", str(page)] if page else []
+    result = subprocess.run([require_binary("pdftotext"), "-layout", "-enc", "UTF-8", *pages, str(pdf_path), "-"],
                             capture_output=True, timeout=60, check=True)
     return result.stdout.decode("utf-8")
 

@@ -24,17 +24,23 @@ from cityhall.documents.samples import DEMO_RESIDENT, SAMPLE_REQUESTS
 from tests.unit.cityhall_documents.conftest import page_count, pdf_png, pdf_text
 
 INDIVIDUAL_NUMBER = "123456789018"
-COMMON_FIELDS = ["和光市", "和光市長 見本 光子", "令和8年1月5日", "2026年1月5日", "埼玉県和光市みほん台三丁目4番5号",
-                 "見本 太郎", "みほん たろう", "昭和55年4月1日", "発行場所 和光市役所"]
+COMMON_FIELDS = ["和光市", "和光市長 見本 光子", "令和8年1月5日", "2026年1月5日", "発行場所 和光市役所", "以下余白"]
 EXPECTED_FIELDS = {
-    "juminhyo": ["住民票の写し", "この写しは、住民票の原本と相違ないことを証明する。", "131-2026-00000001",
-                 "世帯主", "見本 花子", "昭和57年6月15日", "見本 一郎", "平成24年11月3日", "妻", "子",
-                 "本籍", "埼玉県和光市みほん台三丁目4番地", "筆頭者", "住民となった年月日", "平成22年4月1日"],
-    "kazei": ["住民税課税（所得）証明書", "上記のとおり相違ないことを証明する。", "131-2026-00000002",
-              "令和7年度", "令和6年分", "4,200,000円", "1,400,000円", "2,800,000円", "168,000円",
-              "112,000円", "280,000円", "市民税", "県民税"],
-    "hikazei": ["住民税非課税証明書", "131-2026-00000003", "令和6年度の市民税・県民税が課されていないことを証明する。",
-                "非課税", "0円"],
+    # the 3-person household of 和光 太郎, 世帯連記式 with every option
+    "juminhyo": ["住民票の写し", "この写しは、住民票の原本と相違ないことを証明する。", "11229-2026-00000001",
+                 "埼玉県和光市みどり台一丁目5番3号", "和光 太郎", "わこう たろう", "昭和55年4月1日",
+                 "世帯主", "和光 花子", "昭和57年6月15日", "和光 一郎", "平成24年9月3日", "妻", "子",
+                 "本籍・筆頭者", "埼玉県和光市みどり台一丁目5番地", "筆頭者 和光 太郎", "住民となった年月日",
+                 "平成22年4月1日", "住所を定めた年月日", "届出日", "前住所", "記載事項: 世帯全員(3人)", "1枚中1枚目"],
+    # 吹上 大地, 令和7年度: every figure from cityhall/taxcalc.py
+    "kazei": ["住民税課税（所得）証明書", "上記のとおり相違ないことを証明する。", "11229-2026-00000002",
+              "吹上 大地", "令和7年度", "令和6年分", "収入 7,400,000円", "所得 5,560,000円", "合計所得金額 5,560,000円",
+              "社会保険料控除 1,080,000円", "配偶者控除 330,000円", "扶養控除 1,280,000円", "基礎控除 430,000円",
+              "所得控除合計 3,120,000円", "扶養親族の数 3人", "課税標準額 2,440,000円", "市民税 142,800円",
+              "県民税 95,200円", "市民税 3,000円", "県民税 1,000円", "森林環境税 1,000円", "年税額 243,000円"],
+    "hikazei": ["住民税非課税証明書", "11229-2026-00000003", "広沢 恵子",
+                "令和7年度の市民税・県民税が課されていないことを証明する。", "非課税", "合計所得金額 0円",
+                "地方税法第24条の5及び第295条"],
 }
 
 
@@ -65,24 +71,28 @@ def test_juminhyo_options_decide_what_is_printed(signer, tmp_path):
     pdf = tmp_path / "self-only.pdf"
     pdf.write_bytes(render_certificate(request, signer).pdf)
     text = _normal(pdf_text(pdf))
-    assert "見本 太郎" in text
-    assert "見本 花子" not in text and "見本 一郎" not in text   # household not asked for
+    assert "和光 太郎" in text
+    assert "和光 花子" not in text and "和光 一郎" not in text   # household not asked for
     body = text.split("記載事項")[0]                             # the note names what was omitted
-    assert "埼玉県和光市みほん台三丁目4番地" not in text
+    assert "埼玉県和光市みどり台一丁目5番地" not in text
     assert "本籍" not in body and "筆頭者" not in body and "続柄" not in body
-    assert _normal("記載事項: 本人のみ ／ 本籍・筆頭者: 省略 ／ 続柄: 省略") in text
+    assert _normal("記載事項: 本人のみ（個人票）（1人） ／ 本籍・筆頭者: 省略 ／ 続柄: 省略") in text
 
 
 def test_an_individual_number_in_the_record_never_reaches_the_document(signer, tmp_path):
-    resident = copy.deepcopy(DEMO_RESIDENT)
-    resident["individual_number"] = INDIVIDUAL_NUMBER        # a careless adapter
-    resident["my_number"] = INDIVIDUAL_NUMBER
-    resident["household"][0]["individual_number"] = INDIVIDUAL_NUMBER
     for cert_type, request in SAMPLE_REQUESTS.items():
+        resident = copy.deepcopy(dict(request.resident))
+        resident["individual_number"] = INDIVIDUAL_NUMBER        # a careless adapter
+        resident["my_number"] = INDIVIDUAL_NUMBER
+        resident["juminhyo_code"] = "12345678901"               # 住民票コード (11 digits) must not print either
+        for member in resident.get("household") or []:
+            member["individual_number"] = INDIVIDUAL_NUMBER
         document = render_certificate(replace(request, resident=resident), signer)
         pdf = tmp_path / f"{cert_type}.pdf"
         pdf.write_bytes(document.pdf)
-        assert INDIVIDUAL_NUMBER not in pdf_text(pdf)
+        text = pdf_text(pdf)
+        assert INDIVIDUAL_NUMBER not in text and "12345678901" not in text
+        assert not re.search(r"(?<!\d)\d{11,12}(?!\d)", text.replace(",", "")), cert_type
         assert INDIVIDUAL_NUMBER.encode() not in build_model(replace(request, resident=resident)).canonical_bytes()
         assert INDIVIDUAL_NUMBER not in document.qr_payload
 
@@ -91,9 +101,9 @@ def test_an_individual_number_in_the_record_never_reaches_the_document(signer, t
 def test_a_twelve_digit_number_in_a_printed_field_is_refused(signer, where):
     resident = copy.deepcopy(DEMO_RESIDENT)
     if where == "household":
-        resident["household"][0]["name"] = "見本 " + "１２３４５６７８９０１８"   # full-width digits too
+        resident["household"][0]["name"] = "和光 " + "１２３４５６７８９０１８"   # full-width digits too
     else:
-        resident[where] = f"見本 {INDIVIDUAL_NUMBER}"
+        resident[where] = f"和光 {INDIVIDUAL_NUMBER}"
     with pytest.raises(CertificateRequestInvalid, match="12-digit"):
         render_certificate(replace(SAMPLE_REQUESTS["juminhyo"], resident=resident), signer)
 
@@ -119,28 +129,30 @@ def test_rendering_is_deterministic_within_and_across_processes(signer, samples,
 
 
 def test_different_requests_give_different_documents(signer, samples):
-    other = render_certificate(replace(SAMPLE_REQUESTS["kazei"], issuance_number="131-2026-00000099"), signer)
+    other = render_certificate(replace(SAMPLE_REQUESTS["kazei"], issuance_number="11229-2026-00000099"), signer)
     assert other.pdf != samples["kazei"].pdf
     assert other.content_sha256 != samples["kazei"].content_sha256
 
 
-def test_a_large_household_continues_on_a_second_page_and_verifies(signer, public_keys, tmp_path):
-    resident = copy.deepcopy(DEMO_RESIDENT)
-    resident["household"] = [
-        {"name": f"見本 {given}", "kana": f"みほん {kana}", "birth_date": f"20{10 + i:02d}-0{i + 1}-1{i}",
-         "sex": "女" if i % 2 else "男", "relationship": "子"}
-        for i, (given, kana) in enumerate([("二郎", "じろう"), ("三子", "みつこ"), ("四郎", "しろう"),
-                                            ("五子", "いつこ"), ("六郎", "ろくろう")])]
-    document = render_certificate(replace(SAMPLE_REQUESTS["juminhyo"], resident=resident), signer)
+def test_a_six_person_household_continues_on_a_second_sheet_and_verifies(signer, public_keys, tmp_path):
+    """世帯連記式: four persons a sheet, the 住所/世帯主 header on each, "n枚中m枚目", 以下余白 once at the end."""
+    document = render_certificate(SAMPLE_REQUESTS["juminhyo-household-6"], signer)
     pdf = tmp_path / "large.pdf"
     pdf.write_bytes(document.pdf)
     assert page_count(pdf) == 2
-    text = _normal(pdf_text(pdf))
-    for given in ("二郎", "三子", "四郎", "五子", "六郎"):
-        assert f"見本 {given}" in text
-    assert "住民票の写し(続き)" in text and "1/2" in text and "2/2" in text
+    first, second = (_normal(pdf_text(pdf, page)) for page in (1, 2))
+    entry = lambda name: f"{name}(ふきあげ"  # noqa: E731  (a person's own entry, not the 世帯主 line)
+    for name in ("吹上 大地", "吹上 静香", "吹上 陸", "吹上 海"):
+        assert entry(name) in first and entry(name) not in second
+    for name in ("吹上 空", "吹上 キヨ"):
+        assert entry(name) in second and entry(name) not in first
+    for page in (first, second):
+        assert "埼玉県和光市丸山台一丁目9番3号" in page and "世帯主 吹上 大地" in page
+    assert "2枚中1枚目" in first and "2枚中2枚目" in second
+    assert "以下余白" not in first and second.count("以下余白") == 1
+    assert second.index("吹上 キヨ") < second.index("以下余白") < second.index("証明する")
     assert verify_document(document.pdf, public_keys).ok
-    assert len(document.pdf) < 150 * 1024
+    assert len(document.pdf) < 200 * 1024
 
 
 def test_copies_are_numbered_on_the_document(signer, tmp_path):

@@ -108,7 +108,7 @@ def test_a_qr_signed_by_an_impostor_using_city_halls_key_id_is_forged(signer, pu
 
 
 def test_a_genuine_qr_moved_onto_another_document_does_not_match(signer, public_keys, samples):
-    other = replace(SAMPLE_REQUESTS["kazei"], issuance_number="131-2026-00000777",
+    other = replace(SAMPLE_REQUESTS["kazei"], issuance_number="11229-2026-00000777",
                     resident={**SAMPLE_REQUESTS["kazei"].resident, "name": "見本 次郎"})
     result = verify_document(_assemble(other, samples["kazei"].qr_payload, signer), public_keys)
     assert not result.ok and result.code == "qr_mismatch"
@@ -139,7 +139,7 @@ def test_verify_file_and_its_summary(sample_dir, public_keys, samples, tmp_path)
     result = verify_file(sample_dir / "juminhyo.pdf", public_keys)
     text = summary(result, "juminhyo.pdf")
     assert result.ok and text.startswith("GENUINE: juminhyo.pdf")
-    assert "131-2026-00000001" in text and "住民票の写し" in text
+    assert "11229-2026-00000001" in text and "住民票の写し" in text
 
     altered = bytearray(samples["juminhyo"].pdf)
     altered[len(altered) // 3] ^= 0x04
