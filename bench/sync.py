@@ -37,13 +37,20 @@ from tests.support.postgres import PostgresCluster, postgres_available  # noqa: 
 from tests.support.services import ManagedProcess, free_port, port_open  # noqa: E402
 
 
+def bench_event(i: int) -> tuple[str, dict]:
+    """Bodies shaped like the engine's (sync.schemas checks them): a money event, a state change, a print outcome."""
+    kind = ("money.in", "txn.state", "print.outcome")[i % 3]
+    if kind == "money.in":
+        return kind, {"payment_key": f"pk-{i // 8}", "amount": 100, "source": "coin 100", "ref": f"r{i}"}
+    if kind == "txn.state":
+        return kind, {"from": "PAYING", "to": "ISSUING"}
+    return kind, {"document_id": f"doc-{i}", "printed": True}
+
+
 def journal_with(directory: Path, device_id: str, count: int) -> Journal:
     journal = Journal(directory / f"{device_id}.sqlite3", device_id)
     for i in range(count):
-        # Bodies shaped like the engine's: a money event, a state change, a print outcome.
-        journal.append(("money.in", "txn.state", "print.outcome")[i % 3],
-                       {"payment_key": f"pk-{i // 8}", "amount": 100, "source": "coin 100", "ref": f"r{i}"},
-                       f"{device_id}-{i // 8:06d}")
+        journal.append(*bench_event(i), f"{device_id}-{i // 8:06d}")
     return journal
 
 

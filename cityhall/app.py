@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from cityhall.devices import DeviceStore
 from cityhall.requestauth import Auth
 from cityhall.service import ApiError, IssuanceService
+from sync.schemas import SchemaViolation, strict_loads
 
 log = logging.getLogger("cityhall")
 M = TypeVar("M", bound=BaseModel)
@@ -67,7 +68,11 @@ class IssueBody(_Strict):
 def parse_body(model: type[M], body: bytes) -> M:
     """422 naming the first bad field (``body`` when the JSON itself is malformed)."""
     try:
-        return model.model_validate_json(body or b"{}")
+        raw = strict_loads(body or b"{}")
+    except SchemaViolation as exc:
+        raise ApiError(422, "invalid_request", exc.detail, field=exc.field) from None
+    try:
+        return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":

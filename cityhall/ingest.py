@@ -34,6 +34,7 @@ from cityhall.devices import Device
 from cityhall.service import ApiError
 from cityhall.storage import Database, Transaction, to_db_time
 from kiosk.journal.chain import GENESIS_HASH, ChainBroken, Event, canonical_json, verify_chain
+from sync.schemas import HEARTBEAT_SCHEMA, SchemaViolation, strict_loads
 from sync.wire import STATUS_FIELDS, Batch, BatchRejected, decode_batch, verify_batch
 
 log = logging.getLogger("cityhall.ingest")
@@ -100,7 +101,8 @@ class JournalStore:
             if exc.reason in ALERTING:
                 self.alert(device.device_id, exc.reason, exc.detail, exc.seq, now)
             raise ApiError(REASON_STATUS[exc.reason], exc.reason, exc.detail,
-                           **({"seq": exc.seq} if exc.seq is not None else {})) from None
+                           **({"seq": exc.seq} if exc.seq is not None else {}),
+                           **({"field": exc.field} if exc.field is not None else {})) from None
         stamp = to_db_time(now)
         backlog, oldest, version = _status_columns(batch.status)
         refusal: ApiError | None = None
@@ -171,13 +173,12 @@ class JournalStore:
 
     def heartbeat(self, device: Device, body: bytes, now: datetime) -> dict[str, Any]:
         try:
-            raw = json.loads(body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "invalid_request", "the body is not JSON", field="body") from None
-        status = raw.get("status", {}) if isinstance(raw, dict) else None
-        if not isinstance(status, dict) or set(raw) - {"status"} or set(status) - set(STATUS_FIELDS):
-            raise ApiError(422, "invalid_request", f"a heartbeat is {{\"status\": {{...}}}} with at most the fields "
-                                                   f"{list(STATUS_FIELDS)}", field="status")
+            raw = strict_loads(body or b"{}")
+            HEARTBEAT_SCHEMA.check(raw, "")
+        except SchemaViolation as exc:
+            raise ApiError(422, "invalid_request", f"{exc.detail} (a heartbeat is {{\"status\": {{...}}}} with at "
+                                                   f"most the fields {list(STATUS_FIELDS)})", field=exc.field) from None
+        status = raw.get("status", {})
         backlog, oldest, version = _status_columns(status)
         stamp = to_db_time(now)
         with self.db.transaction() as tx:

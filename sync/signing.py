@@ -42,6 +42,7 @@ DEVICE_ID_PATTERN = r"[a-z0-9][a-z0-9-]{2,40}"
 _NONCE_RE = re.compile(r"[0-9a-f]{32}")
 _DEVICE_RE = re.compile(DEVICE_ID_PATTERN)
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}", re.ASCII)
 
 
 class SignatureRejected(Exception):
@@ -98,7 +99,8 @@ def parse_headers(headers: Mapping[str, str]) -> SignedHeaders:
     digest = lowered[HEADER_BODY_SHA256.lower()]
     if not _DEVICE_RE.fullmatch(device_id):
         raise SignatureRejected("malformed_headers", f"{HEADER_DEVICE} is not a device id")
-    if not timestamp_text.isdigit() or len(timestamp_text) > 12:
+    # str.isdigit() also accepts '²' and other Unicode digits that int() then refuses: ASCII only
+    if not _TIMESTAMP_RE.fullmatch(timestamp_text):
         raise SignatureRejected("malformed_headers", f"{HEADER_TIMESTAMP} must be integer seconds since the epoch")
     if not _NONCE_RE.fullmatch(nonce):
         raise SignatureRejected("malformed_headers", f"{HEADER_NONCE} must be 32 lower-case hex characters")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kiosk.journal.chain import GENESIS_HASH, HASHED_FIELDS, ChainBroken, Event, canonical_json, verify_chain
+from sync.schemas import STATUS_SCHEMA, IsoTime, SchemaViolation, check_event_body, strict_loads
 
 WIRE_VERSION = 1
 ALGORITHM = "ed25519"
@@ -51,10 +51,11 @@ _TEXT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 class BatchRejected(ValueError):
     """A batch that must not be stored. ``reason`` is a stable code; ``seq`` the first bad event if any."""
 
-    def __init__(self, reason: str, detail: str, seq: int | None = None) -> None:
+    def __init__(self, reason: str, detail: str, seq: int | None = None, field: str | None = None) -> None:
         self.reason = reason
         self.detail = detail
         self.seq = seq
+        self.field = field
         super().__init__(f"{reason}: {detail}")
 
 
@@ -121,9 +122,16 @@ def encode_batch(batch: Mapping[str, Any]) -> bytes:
 # --- decoding and checking (city hall side; the kiosk's tests use it too) -------------------------------
 
 
-def _require(condition: bool, reason: str, detail: str, seq: int | None = None) -> None:
+def _require(condition: bool, reason: str, detail: str, seq: int | None = None, field: str | None = None) -> None:
     if not condition:
-        raise BatchRejected(reason, detail, seq)
+        raise BatchRejected(reason, detail, seq, field)
+
+
+def _schema(check: Any, value: Any, path: str, reason: str, seq: int | None = None) -> None:
+    try:
+        check(value, path)
+    except SchemaViolation as exc:
+        raise BatchRejected(reason, f"{exc.field} {exc.detail}", seq, exc.field) from None
 
 
 def _is_int(value: Any) -> bool:
@@ -143,8 +151,12 @@ def _decode_event(raw: Any, index: int) -> Event:
     _require(isinstance(raw["kind"], str) and bool(_KIND.fullmatch(raw["kind"])), "malformed_event",
              f"events[{index}].kind is not an event kind", seq)
     _require(isinstance(raw["at"], str) and bool(_AT.fullmatch(raw["at"])), "malformed_event",
-             f"events[{index}].at is not an ISO 8601 UTC time", seq)
-    _require(isinstance(raw["body"], dict), "malformed_event", f"events[{index}].body is not an object", seq)
+             f"events[{index}].at is not an ISO 8601 UTC time", seq, f"events[{index}].at")
+    _schema(IsoTime().check, raw["at"], f"events[{index}].at", "malformed_event", seq)
+    _require(isinstance(raw["body"], dict), "malformed_event", f"events[{index}].body is not an object", seq,
+             f"events[{index}].body")
+    _schema(lambda body, path: check_event_body(raw["kind"], body, path), raw["body"], f"events[{index}].body",
+            "malformed_event", seq)
     for name in ("prev_hash", "hash"):
         _require(isinstance(raw[name], str) and bool(_HEX64.fullmatch(raw[name])), "malformed_event",
                  f"events[{index}].{name} is not 64 lower-case hex characters", seq)
@@ -174,9 +186,9 @@ def decode_batch(body: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> Batch:
     """Parse and shape-check a batch (no signature or chain check yet). Raises BatchRejected
     ('malformed_batch' | 'malformed_event' | 'too_many_events')."""
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BatchRejected("malformed_batch", "the body is not JSON") from None
+        raw = strict_loads(body)
+    except SchemaViolation as exc:
+        raise BatchRejected("malformed_batch", exc.detail, None, exc.field) from None
     _require(isinstance(raw, dict), "malformed_batch", "the body is not a JSON object")
     _require(set(raw) <= {"v", "manifest", "signature", "events", "status"} and
              {"v", "manifest", "signature", "events"} <= set(raw), "malformed_batch",
@@ -198,7 +210,8 @@ def decode_batch(body: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> Batch:
     status = raw.get("status") or {}
     _require(isinstance(status, dict) and set(status) <= set(STATUS_FIELDS) and
              len(canonical_json(status)) <= MAX_STATUS_BYTES, "malformed_batch",
-             f"status is an object with at most the fields {list(STATUS_FIELDS)}")
+             f"status is an object with at most the fields {list(STATUS_FIELDS)}", None, "status")
+    _schema(STATUS_SCHEMA.check, status, "status", "malformed_batch")
     return Batch(manifest, signature, events, status)
 
 

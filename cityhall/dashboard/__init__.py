@@ -42,7 +42,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["jst"] = views.jst
-    env.filters["yen"] = lambda v: f"{int(v):,}"
+    env.filters["yen"] = views.yen_text
     env.filters["jst_date"] = lambda m: m.astimezone(views.JST).strftime("%Y-%m-%d %H:%M") if m else "—"
     return env
 

@@ -19,6 +19,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from cityhall.storage import Database, from_db_time
+from sync.schemas import MAX_YEN
 
 JST = timezone(timedelta(hours=9), "JST")
 SILENT_AFTER = timedelta(minutes=15)
@@ -27,8 +28,19 @@ STATUS_KINDS = ("kiosk.state", "service.off", "service.on", "device.fault", "dev
 OUT_OF_SERVICE_STATES = {"OUT_OF_SERVICE", "FAILSAFE"}
 
 
-def parse_at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+# Defence in depth: ingest refuses malformed events (sync.schemas), but a page must still render any
+# row a database holds (an older city hall stored what it was sent). A value of the wrong type or range
+# counts as nothing and shows as-is; it never raises.
+
+def parse_at(text: Any) -> datetime | None:
+    """The aware time ``text`` names, or None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def jst(moment: datetime | str | None) -> str:
@@ -37,14 +49,40 @@ def jst(moment: datetime | str | None) -> str:
     if isinstance(moment, str):
         try:
             moment = from_db_time(moment)
-        except ValueError:
-            moment = parse_at(moment)
-    return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
+        except (ValueError, TypeError):
+            parsed = parse_at(moment)
+            if parsed is None:
+                return str(moment)[:40]
+            moment = parsed
+    try:
+        return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, AttributeError):
+        return str(moment)[:40]
+
+
+def yen(value: Any) -> int:
+    """An amount as integer yen; anything that is not an integer 0..10^9 counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_YEN else 0
+
+
+def yen_text(value: Any) -> str:
+    """How the ``yen`` template filter shows a value: digits grouped, or the raw value when it is not money."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)[:40]
 
 
 def _body(row: Mapping[str, Any]) -> dict[str, Any]:
     body = row["body"]
-    return json.loads(body) if isinstance(body, str) else dict(body)
+    try:
+        value = json.loads(body) if isinstance(body, (str, bytes)) else body
+    except (ValueError, RecursionError):
+        return {}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 # --- fleet -------------------------------------------------------------------------------------------
@@ -90,18 +128,19 @@ def kiosk_row(device: Mapping[str, Any], head: Mapping[str, Any] | None, events:
             in_service, detail = True, ""
         elif kind == "device.fault":
             last_fault = f"{body.get('code', '')} {body.get('detail', '')}".strip()
-            if parse_at(row["at"]) >= day_ago:
+            at = parse_at(row["at"])
+            if at is not None and at >= day_ago:
                 faults += 1
         elif kind == "device.warning":
             if "printer" in str(body.get("device", "")):
                 paper = str(body.get("warning", ""))
         elif kind == "money.in":
             if body.get("source") != "qr" and methods.get(str(body.get("payment_key"))) != "qr":
-                cash_in += int(body.get("amount", 0))
+                cash_in += yen(body.get("amount", 0))
         elif kind == "money.out":
             if methods.get(str(body.get("payment_key"))) != "qr" and ":cancel:" not in str(body.get("ref", "")) \
                     and ":refund:" not in str(body.get("ref", "")):
-                cash_out += int(body.get("amount", 0))
+                cash_out += yen(body.get("amount", 0))
     last_seen = head["last_seen_at"] if head else None
     silent = device["status"] == "active" and (last_seen is None or from_db_time(last_seen) < now - SILENT_AFTER)
     return KioskRow(device["device_id"], device["location"], device["status"], last_seen,
@@ -171,14 +210,15 @@ def transaction_money(events: Iterable[Mapping[str, Any]]) -> dict[str, TxnMoney
             continue
         t = txns.setdefault(txn_id, TxnMoney(txn_id, row["device_id"]))
         kind, body = row["kind"], _body(row)
-        amount = int(body.get("amount", 0) or 0)
+        amount = yen(body.get("amount", 0))
         if kind == "txn.started":
-            t.started_at = row["at"]
+            t.started_at = row["at"] if isinstance(row["at"], str) else ""
         elif kind == "payment.intent":
             methods[str(body.get("payment_key"))] = str(body.get("method", ""))
         elif kind == "issue.outcome":
-            for doc in body.get("documents", []):
-                fees[str(doc.get("document_id"))] = int(doc.get("fee", 0))
+            for doc in _list(body.get("documents")):
+                if isinstance(doc, Mapping):
+                    fees[str(doc.get("document_id"))] = yen(doc.get("fee", 0))
         elif kind == "print.outcome":
             if body.get("printed"):
                 t.fees_printed += fees.get(str(body.get("document_id")), 0)

@@ -151,7 +151,7 @@ def test_enroll_prints_the_key_city_hall_knows(rig: Rig, capsys: pytest.CaptureF
 def test_sync_now_drains_the_backlog(rig: Rig, capsys: pytest.CaptureFixture[str], as_json: bool) -> None:
     from kiosk.compose import open_journal
     journal = open_journal(rig.config)
-    journal.append("ops.test", {"note": "something to send"})
+    journal.append("ops.test_print", {"printer": "receipt", "job_name": "something to send"})
     last = journal.last_seq()
     journal.close()
     rc, out = rig.ctl(capsys, "sync-now", as_json=as_json)

@@ -199,7 +199,7 @@ driver = "cctalk"
 """, encoding="utf-8")
         return self.config_path
 
-    def fill(self, count: int, kind: str = "test.event") -> None:
+    def fill(self, count: int, kind: str = "receipt.intent") -> None:
         start = self.journal.last_seq()
         for i in range(count):
             self.journal.append(kind, {"n": start + i, "pad": "x" * (i % 50)})

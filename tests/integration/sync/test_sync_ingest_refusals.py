@@ -77,7 +77,7 @@ def test_fork_same_sequence_different_content_is_409_and_an_alert(sync_cityhall,
     try:
         twin = Journal(other_dir / "journal.sqlite3", kiosk.device_id)
         for i in range(4):
-            twin.append("test.event", {"n": 100 + i})
+            twin.append("receipt.intent", {"n": 100 + i})
         forked = twin.events()
         answer = kiosk.send(forked)
         assert answer.status_code == 409 and answer.json()["error"] == "fork" and answer.json()["seq"] == 1
@@ -179,3 +179,54 @@ def test_malformed_event_is_422_naming_it(sync_cityhall, new_kiosk, breakage, er
     assert answer.status_code == 422 and answer.json()["error"] == error, answer.text
     not_json = kiosk.post(BATCHES, b"{not json")
     assert not_json.status_code == 422 and not_json.json()["error"] == "malformed_batch"
+
+
+# --- issue #19: strict wire schemas; each case used to be stored or to answer 500 ---------------------
+
+
+@pytest.mark.parametrize("kind, body, field", [
+    ("money.in", {"payment_key": "pk-1", "amount": "lots", "source": "coin 100"}, "events[0].body.amount"),
+    ("money.in", {"payment_key": "pk-1", "amount": 2**63, "source": "coin 100"}, "body"),
+    ("voucher.issued", {"amount": 300, "voucher_code": "V", "expires_at": "2026-13-45T99:99:99Z"},
+     "events[0].body.expires_at"),
+    ("made.up.kind", {}, "events[0].kind"),
+])
+def test_a_signed_event_of_bad_shape_is_422_naming_the_field_and_nothing_is_stored(sync_cityhall, new_kiosk, kind,
+                                                                                    body, field):
+    kiosk = new_kiosk(sync_cityhall)
+    kiosk.journal.append(kind, body)
+    answer = kiosk.send(kiosk.events())
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field, answer.text
+    assert sync_cityhall.store.events(kiosk.device_id) == []
+
+
+@pytest.mark.parametrize("old, new, words", [
+    (b'"amount":100', b'"amount":NaN', "NaN"),
+    (b'"amount":100', b'"amount":Infinity', "Infinity"),
+    (b'"amount":100', b'"amount":1e400', "too large"),
+    (b'"source":"coin 100"', b'"source":"\\ud800"', "surrogate"),
+])
+def test_non_json_numbers_and_lone_surrogates_are_422(sync_cityhall, new_kiosk, old, new, words):
+    kiosk = new_kiosk(sync_cityhall)
+    kiosk.journal.append("money.in", {"payment_key": "pk-1", "amount": 100, "source": "coin 100"})
+    raw = encode_batch(build_batch(kiosk.events(), kiosk.key))
+    assert old in raw
+    answer = kiosk.post(BATCHES, raw.replace(old, new))
+    assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
+    assert sync_cityhall.store.events(kiosk.device_id) == []
+
+
+def test_deep_json_is_422_before_it_is_parsed(sync_cityhall, new_kiosk):
+    kiosk = new_kiosk(sync_cityhall)
+    answer = kiosk.post(BATCHES, b"[" * 4000 + b"]" * 4000)
+    assert answer.status_code == 422 and "nested deeper" in answer.json()["detail"], answer.text
+
+
+def test_a_timestamp_header_with_a_non_ascii_digit_is_401_not_500(sync_cityhall, new_kiosk):
+    kiosk = new_kiosk(sync_cityhall)
+    headers = sign_request(kiosk.key, kiosk.device_id, "POST", BATCHES, b"{}", int(time.time()), new_nonce())
+    headers["X-Madoguchi-Timestamp"] = "17" + "\u00b2"  # '²': str.isdigit() says yes, int() says no
+    answer = requests.post(sync_cityhall.url + BATCHES, data=b"{}",
+                           headers={k: v.encode("utf-8") for k, v in headers.items()}, timeout=30)
+    assert answer.status_code == 401 and answer.json()["reason"] == "malformed_headers", answer.text

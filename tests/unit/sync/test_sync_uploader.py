@@ -71,7 +71,7 @@ def setup(tmp_path: Path):  # noqa: ANN201
     key = Ed25519PrivateKey.generate()
     writer = Journal(tmp_path / "j.sqlite3", "unit-kiosk-01")
     for i in range(25):
-        writer.append("test.event", {"n": i, "pad": "x" * 200})
+        writer.append("receipt.intent", {"n": i, "pad": "x" * 200})
     hall = FakeCityHall(key)
     slept: list[float] = []
 
