@@ -323,6 +323,10 @@ EVENT_SCHEMAS: dict[str, Obj] = {
     "recovery.done": event(settled=ANY, in_doubt=ListOf(ID, 1000)),
     "voucher.issued": event({"amount": YEN, "voucher_code": Text(512)}, expires_at=IsoTime()),
     "ops.test_print": event(printer=Text(128), job_name=Text(128)),
+    # drivers/payment/cash/provider.py float_status(): the float per denomination with capacities (#16)
+    "cash.float": event(hoppers=ListOf(event(coin_yen=YEN, coins=Nullable(COUNT), capacity=Nullable(COUNT),
+                                             usable=Bool(), why_not=Nullable(Text(200)), address=Int(0, 255)), 32),
+                        stacker=ANY, accepted_coins=ListOf(YEN, 16), accepted_notes=ListOf(YEN, 16), why=Text(64)),
     "cash.refill": event({"added": ANY}, coin_yen=YEN, coins=Int(1, 5000)),
     "cash.emptied": event({"counted_yen": YEN, "expected_yen": Int(-MAX_YEN, MAX_YEN),
                            "difference_yen": Int(-MAX_YEN, MAX_YEN)}, counted=ANY),
