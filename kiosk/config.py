@@ -233,10 +233,15 @@ class KioskSection:
     technician_credential_hash: str = setting(
         "", doc="scrypt hash of the technician-mode credential (`kioskctl technician-password`); "
                 "empty disables technician mode on screen.")
+    screen_rotation: int = setting(0, doc="Turn the picture clockwise by 0, 90, 180 or 270 degrees (a panel mounted "
+                                          "on its side or upside down); the kiosk session's compositor turns "
+                                          "the touches with it.")
 
     def __config_check__(self) -> tuple[str, str, str] | None:
         if not self.languages:
             return ("languages", "at least one language", "an empty array")
+        if self.screen_rotation not in (0, 90, 180, 270):
+            return ("screen_rotation", "0, 90, 180 or 270", str(self.screen_rotation))
         return None
 
 

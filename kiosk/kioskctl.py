@@ -14,6 +14,8 @@
     kioskctl update BUNDLE                verify, install, switch, health-check; automatic rollback
     kioskctl rollback [--to VERSION]      back to the previous release
     kioskctl releases                     installed releases and the update state
+    kioskctl banner                       one screen: device id, release, in service or why not (SSH login)
+    kioskctl screen [auto|on|off]         the screen on/off with the service hours (a timer runs `auto`)
     kioskctl health | migrate             what the updater asks of a release (also usable by hand)
 
 Every command takes --config FILE (else $KIOSK_CONFIG, else config/kiosk.toml). Exit status: 0 fine,
@@ -699,6 +701,51 @@ def cmd_releases(ctx: Context, out: Out) -> int:
     return 0
 
 
+def cmd_banner(ctx: Context, out: Out) -> int:
+    """the technician's login banner: device id, release, in service or not (and why)"""
+    config = ctx.config
+    sw = software(ctx)
+    pid = ctx.kiosk_pid()
+    try:
+        journal = ctx.journal(readonly=True)
+        try:
+            service = _service_state(journal)
+        finally:
+            journal.close()
+    except Exception as exc:  # noqa: BLE001 — the banner must show even when the journal cannot be read
+        service = {"in_service": False, "switch": {"in_service": False, "reason": f"journal unreadable: {exc}"},
+                   "last_change": None}
+    reason = ""
+    if not service["in_service"]:
+        change = service.get("last_change") or {}
+        reason = service["switch"].get("reason") or str(change.get("reason") or "") or "see `kioskctl status`"
+    state = "IN SERVICE" if service["in_service"] and pid else ("OUT OF SERVICE" if pid else "KIOSK NOT RUNNING")
+    data = {"device_id": config.kiosk.device_id, "location": config.kiosk.location, "release": sw["release"],
+            "package_version": sw["package_version"], "state": state, "reason": reason,
+            "pending": (sw.get("update_state") or {}).get("pending")}
+    out.emit(data, lambda: "\n".join([
+        f"Madoguchi kiosk {data['device_id']} — {data['location']}",
+        f"  release  {data['release'] or 'none installed'}"
+        + (f" (on trial: {data['pending']})" if data["pending"] else ""),
+        f"  state    {state}" + (f" ({reason})" if reason and state != "IN SERVICE" else ""),
+        "  sudo kioskctl status | selftest | logs | update BUNDLE | rollback   (docs/operations.md)"]))
+    return 0
+
+
+def cmd_screen(ctx: Context, out: Out) -> int:
+    """the screen on/off with the service hours (madoguchi-screen.timer runs `screen auto`)"""
+    from kiosk.engine.hours import ServiceHours
+    from kiosk.ops import screen
+    hours = ServiceHours.from_config(ctx.config.service_hours)
+    decision = screen.decide(hours, datetime.now(timezone.utc), None if ctx.args.mode == "auto" else ctx.args.mode)
+    record = screen.apply(decision, ctx.config.data_dir)
+    out.emit(record, lambda: f"screen {'on' if decision.on else 'off'}: {decision.why}; "
+                             + (f"backlight {', '.join(record['backlights'])}" if record["backlights"]
+                                else "no backlight device here (HDMI or a container): decision recorded only")
+                             + "".join(f"; FAILED {e}" for e in record["errors"]))
+    return 1 if record["errors"] else 0
+
+
 # --- the parser ------------------------------------------------------------------------------------
 
 COMMANDS: dict[str, Callable[[Context, Out], int]] = {
@@ -706,7 +753,7 @@ COMMANDS: dict[str, Callable[[Context, Out], int]] = {
     "test-print": cmd_test_print, "sync-now": cmd_sync_now, "enroll": cmd_enroll, "logs": cmd_logs,
     "cash": cmd_cash, "service": cmd_service, "diagnostics": cmd_diagnostics, "release": cmd_release,
     "update": cmd_update, "rollback": cmd_rollback, "releases": cmd_releases,
-    "technician-password": cmd_technician_password,
+    "technician-password": cmd_technician_password, "banner": cmd_banner, "screen": cmd_screen,
 }
 
 
@@ -718,10 +765,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kioskctl", description=__doc__.split("\n\n")[0], parents=[common],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "selftest", "health", "migrate", "sync-now", "enroll", "releases", "technician-password"):
+    for name in ("status", "selftest", "health", "migrate", "sync-now", "enroll", "releases", "technician-password", "banner"):
         sub.add_parser(name, parents=[common], help=COMMANDS[name].__doc__ and COMMANDS[name].__doc__.split("\n")[0])
     p = sub.add_parser("test-print", parents=[common], help="print a test page (a4) or a test receipt")
     p.add_argument("what", choices=("a4", "receipt"))
+    p = sub.add_parser("screen", parents=[common], help="screen on/off with the service hours")
+    p.add_argument("mode", choices=("auto", "on", "off"), nargs="?", default="auto")
     p = sub.add_parser("logs", parents=[common], help="recent kiosk logs, personal data masked")
     p.add_argument("-n", "--lines", type=int, default=200)
     p.add_argument("--since", help="journalctl --since value, e.g. '1 hour ago'")

@@ -233,9 +233,13 @@ def update_lock(layout: Layout) -> Iterator[None]:
 def run_release_command(layout: Layout, version: str, *args: str, env: dict[str, str] | None = None,
                         timeout: float = RELEASE_COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """``<release>/venv/bin/python -m kiosk.kioskctl ARGS`` — the contract every release keeps."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     return subprocess.run([str(layout.python(version)), "-m", "kiosk.kioskctl", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**clean, **(env or {})}, cwd=str(layout.root))
+                          timeout=timeout, env={**clean_environment(), **(env or {})}, cwd=str(layout.root))
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without what would make a release's python see another tree's packages."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
 
 def release_health(layout: Layout, version: str, env: dict[str, str] | None = None) -> str | None:
@@ -296,10 +300,12 @@ class Updater:
         pip_wheels = sorted((staging / "wheels").glob("pip-*.whl"))
         pip = [str(staging / "venv" / "bin" / "python"), f"{pip_wheels[-1]}/pip"] if pip_wheels else \
               [sys.executable, "-m", "pip", "--python", str(staging / "venv" / "bin" / "python")]
+        # Not this process's PYTHONPATH: from a checkout (install-pi's first install) pip would see the
+        # checkout's own egg-info as "already installed" and leave the release without its code.
         result = subprocess.run([*pip, "install", "--no-index", "--find-links", str(staging / "wheels"),
                                  "--no-cache-dir", "--disable-pip-version-check", "--no-warn-script-location",
                                  "--quiet", verified.manifest.requirement],
-                                capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+                                capture_output=True, text=True, timeout=INSTALL_TIMEOUT, env=clean_environment())
         if result.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
             raise OperationsError(f"installing release {version} from its wheels failed; nothing was switched:\n"
