@@ -176,6 +176,8 @@ class Text(Spec):
 
 
 ID = Text(128, r"[A-Za-z0-9._:-]*")
+# City hall names a document "<transaction id>/<position>" (cityhall/service.py), so a slash is part of it.
+DOCUMENT_ID = Text(128, r"[A-Za-z0-9._:/-]*")
 HEX64 = Text(64, r"[0-9a-f]{64}")
 
 
@@ -284,7 +286,7 @@ STATE = Text(40, r"[A-Z_]+")
 ORDER_LINE = Obj({"cert_type": Text(32), "copies": Int(1, 100), "unit_fee": YEN,
                   "tax_year": Nullable(Int(1900, 2200)), "options": ListOf(Text(64), 16)},
                  frozenset({"tax_year", "options"}), extra=ANY)
-DOCUMENT = Obj({"document_id": ID, "issuance_number": Text(64), "cert_type": Text(32), "fee": YEN, "sha256": HEX64},
+DOCUMENT = Obj({"document_id": DOCUMENT_ID, "issuance_number": Text(64), "cert_type": Text(32), "fee": YEN, "sha256": HEX64},
                extra=ANY)
 
 #: Journal event kind → the schema of its body. Bodies as the kiosk writes them (kiosk/journal/store.py,
@@ -314,8 +316,8 @@ EVENT_SCHEMAS: dict[str, Obj] = {
     "issue.intent": event({"lines": ListOf(ORDER_LINE, 20)}),
     "issue.failed": event(code=ERROR_CODE, key=Text(128), detail=Text(500)),
     "issue.outcome": event(documents=ListOf(DOCUMENT, 100)),
-    "print.intent": event({"document_id": ID}, job_name=Text(128)),
-    "print.outcome": event({"document_id": ID, "printed": Bool()}, error_code=ERROR_CODE, not_attempted=Bool()),
+    "print.intent": event({"document_id": DOCUMENT_ID}, job_name=Text(128)),
+    "print.outcome": event({"document_id": DOCUMENT_ID, "printed": Bool()}, error_code=ERROR_CODE, not_attempted=Bool()),
     "receipt.intent": event(),
     "receipt.outcome": event({"printed": Bool()}, error_code=ERROR_CODE),
     "refund.intent": event({"refund_key": ID, "amount": YEN}),

@@ -116,6 +116,9 @@ def test_the_engines_bodies_pass_their_schemas() -> None:
                                     "options": []}], "total": 600},
         "voucher.issued": {"amount": 300, "voucher_code": "ABC", "expires_at": "2027-06-01T00:00:00+09:00"},
         "recovery.done": {"settled": {"k-000001": "refunded"}, "in_doubt": []},
+        # city hall names documents "<transaction id>/<position>" (cityhall/service.py)
+        "print.intent": {"document_id": "demo-kiosk-01-000001/1", "job_name": "madoguchi-demo-kiosk-01-000001-1"},
+        "print.outcome": {"document_id": "demo-kiosk-01-000001/1", "printed": True},
         "cash.emptied": {"counted_yen": 1000, "expected_yen": 1200, "difference_yen": -200, "counted": {"1000": 1}},
     }
     for kind, body in samples.items():
