@@ -106,6 +106,9 @@ def card_bench(runs: int) -> bool:
               f"reader profile {reader.profile(stack.reader).key}")
         for algorithm in ("rsa2048", "p384"):
             control.remove()
+            # pcscd polls the reader: until it has seen the card go, card_present() still answers for the
+            # old one and the first command would hit the swap (SCARD_E_TRANSACTION_FAILED)
+            wait_until(lambda: not reader.card_present(), 10, "pcscd to see the card removed")
             control.place(CARD_ID, pin="1234", algorithm=None if algorithm == "rsa2048" else algorithm)
             log_path = control.status()["log"]
             wait_until(reader.card_present, 10, "pcscd to see the virtual card")
